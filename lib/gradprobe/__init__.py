@@ -1,0 +1,18 @@
+"""gradprobe: the shared library of the book *Why gradients still explode*.
+
+Small modules, read top to bottom:
+
+- :mod:`gradprobe.runtime`  ``device()``, ``seed()`` and ``progress()``
+- :mod:`gradprobe.models`   MLPs with a choice of activation, normalization, residual and init
+- :mod:`gradprobe.measure`  hooks that record activations and gradients; per-layer rates
+- :mod:`gradprobe.theory`   Gaussian expectations: explosion rate, forward and backward ratios
+- :mod:`gradprobe.claims`   "paper vs this book" tables
+- :mod:`gradprobe.plots`    the house plot style
+- :mod:`gradprobe.scales`   the smoke / book / paper settings of a notebook
+- :mod:`gradprobe.data`     CIFAR-10
+- :mod:`gradprobe.book`     the papermill runner and the book build (``python -m gradprobe.book``)
+"""
+from .runtime import device, seed, progress, Generators
+
+__all__ = ["device", "seed", "progress", "Generators"]
+__version__ = "0.1.0"

@@ -1,0 +1,50 @@
+"""The house plot style, and saving figures beside the executed notebook."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.rcParams["savefig.bbox"] = "tight"
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+__all__ = ["style", "savefig", "per_layer", "PAPER", "OURS", "THEORY"]
+
+# How the three kinds of line are told apart in every figure of the book.
+PAPER = dict(color="0.25", linestyle="--", linewidth=1.5)   # the paper's value
+THEORY = dict(color="tab:red", linestyle=":", linewidth=2)   # a prediction computed here
+OURS = dict(marker="o", markersize=3, linewidth=1.5)          # measured here
+
+
+def style() -> None:
+    """Apply the book's style: seaborn whitegrid, colour-blind palette, readable sizes."""
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "figure.figsize": (6.4, 4.0),
+                         "axes.titlesize": "medium", "legend.fontsize": "small", "savefig.bbox": "tight"})
+
+
+def savefig(fig, name: str, folder: str | Path = "figures") -> Path:
+    """Save ``fig`` as ``<folder>/<name>.png`` relative to the working directory, which the book
+    runner sets to the executed notebook's folder, so figures live with their notebook."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name or ""):
+        raise ValueError(f"figure name must be letters, digits, '_', '-' or '.', got {name!r}")
+    path = (Path(folder) / f"{name}.png").resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def per_layer(ax, values, label: str | None = None, *, ylabel: str, log: bool = True, start: int = 1, **kw):
+    """Plot one value per layer (layer index ``start``, ``start+1``, ... from input to output)."""
+    ks = range(start, start + len(values))
+    line = ax.plot(list(ks), [float(v) for v in values], label=label, **{**OURS, **kw})
+    ax.set_xlabel("layer index k (input → output)")
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log")
+    return line
+
+
+style()
