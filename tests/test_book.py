@@ -25,13 +25,15 @@ def fake_book(tmp_path):
     (tmp_path / "lib" / "gradprobe").mkdir(parents=True)
     (tmp_path / "lib" / "gradprobe" / "x.py").write_text("A = 1\n")
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\n")
-    _notebook(tmp_path / "notebooks" / "01_ok.ipynb", "print('scale is', scale)")
+    _notebook(tmp_path / "notebooks" / "01_ok.ipynb", "print('scale is', scale)",
+              "import matplotlib; print('backend', matplotlib.get_backend())")
     _notebook(tmp_path / "notebooks" / "02_bad.ipynb", "x = 1", "raise ValueError('boom')")
     return tmp_path
 
 
 @pytest.mark.slow
-def test_run_executes_reports_failures_and_skips_up_to_date(fake_book, capsys):
+def test_run_executes_reports_failures_and_skips_up_to_date(fake_book, capsys, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # set on many headless machines: figures must still show
     failed = book.run("smoke", root=fake_book)
     out = capsys.readouterr().out
     assert failed == ["02_bad"]
@@ -39,7 +41,8 @@ def test_run_executes_reports_failures_and_skips_up_to_date(fake_book, capsys):
     assert ("FAILED notebooks/02_bad.ipynb: cell 4 of the executed notebook (In [4]: \"raise ValueError('boom')\"): "
             "ValueError: boom") in out
     executed = nbformat.read(fake_book / "executed" / "01_ok.ipynb", 4)
-    assert any("scale is smoke" in o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    assert "scale is smoke" in printed and "backend inline" in printed.replace("module://matplotlib_inline.backend_", "")
     timings = json.loads((fake_book / "executed" / "timings.json").read_text())
     assert timings["01_ok"]["ok"] and timings["01_ok"]["peak_mb"] > 0 and timings["01_ok"]["seconds"] > 0
     assert not timings["02_bad"]["ok"]

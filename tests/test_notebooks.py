@@ -31,7 +31,7 @@ def test_notebook_runs_and_reproduces_its_numbers(smoke, notebook):
     out, failed = smoke
     assert notebook.stem not in failed, f"{notebook.name} failed at smoke scale; see the runner's message above"
     executed = out / notebook.name
-    env = {**os.environ, "GRADPROBE_QUIET": "1", "PYTHONHASHSEED": "0"}
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"} | {"GRADPROBE_QUIET": "1", "PYTHONHASHSEED": "0"}
     check = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", "-p", "no:cacheprovider", "-q",
          "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"), "--rootdir", str(out), str(executed)],

@@ -97,7 +97,8 @@ def run(scale: str = "book", only: list[str] | None = None, seed: int = 0, devic
     parameters = {"scale": scale, "seed": seed, "device": device}
     failed = []
     sources = notebooks(root, only)
-    env = {**os.environ, "GRADPROBE_QUIET": "1", "PYTHONHASHSEED": "0"}
+    # MPLBACKEND=Agg (common on headless machines) would stop the kernel's inline figures
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"} | {"GRADPROBE_QUIET": "1", "PYTHONHASHSEED": "0"}
     for source in tqdm(sources, desc=f"notebooks ({scale})", unit="nb"):
         target, stamp = out / source.name, input_stamp(root, source, parameters)
         previous = timings.get(source.stem, {})
