@@ -64,6 +64,12 @@ def input_stamp(root: Path, source: Path, parameters: dict) -> str:
     return h.hexdigest()
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def _execute(source: Path, target: Path, parameters: dict) -> dict:
     """Run in a child process: execute one notebook and report peak memory and the failing cell."""
     import papermill
@@ -93,7 +99,6 @@ def run(scale: str = "book", only: list[str] | None = None, seed: int = 0, devic
     out = root / "executed" if out is None else Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     timings_path = out / "timings.json"
-    timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
     parameters = {"scale": scale, "seed": seed, "device": device}
     failed = []
     sources = notebooks(root, only)
@@ -101,6 +106,7 @@ def run(scale: str = "book", only: list[str] | None = None, seed: int = 0, devic
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"} | {"GRADPROBE_QUIET": "1", "PYTHONHASHSEED": "0"}
     for source in tqdm(sources, desc=f"notebooks ({scale})", unit="nb"):
         target, stamp = out / source.name, input_stamp(root, source, parameters)
+        timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
         previous = timings.get(source.stem, {})
         if not force and target.is_file() and previous.get("stamp") == stamp and previous.get("ok"):
             tqdm.write(f"{source.stem}: up to date ({scale}), not re-executed")
@@ -113,10 +119,12 @@ def run(scale: str = "book", only: list[str] | None = None, seed: int = 0, devic
             result = json.loads(child.stdout.strip().splitlines()[-1])
         except (IndexError, json.JSONDecodeError):
             result = {"ok": False, "cell": None, "error": f"runner child exited {child.returncode}: {child.stdout[-500:]}"}
+        # re-read before writing, so that runs of other notebooks in parallel are not overwritten
+        timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
         timings[source.stem] = {**parameters, "seconds": round(seconds, 1), "peak_mb": result.get("peak_mb"),
                                 "ok": result["ok"], "stamp": stamp if result["ok"] else None,
                                 "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-        timings_path.write_text(json.dumps(timings, indent=2) + "\n")
+        _write_atomically(timings_path, json.dumps(timings, indent=2) + "\n")
         if result["ok"]:
             tqdm.write(f"{source.stem}: {seconds:.1f} s, peak {result.get('peak_mb')} MB")
         else:
