@@ -10,6 +10,10 @@ Small modules, read top to bottom:
 - :mod:`gradprobe.plots`    the house plot style
 - :mod:`gradprobe.scales`   the smoke / book / paper settings of a notebook
 - :mod:`gradprobe.data`     CIFAR-10
+- :mod:`gradprobe.train`    CIFAR-10 tensors and a training loop that survives divergence
+- :mod:`gradprobe.gsc`      gradient scale coefficient, domain collapse, dilution (Philipp et al.)
+- :mod:`gradprobe.discs`    the network as a function of one layer's weights (azimuthal discs)
+- :mod:`gradprobe.linearize` effective depth by linearizing the top layers
 - :mod:`gradprobe.book`     the papermill runner and the book build (``python -m gradprobe.book``)
 """
 from .runtime import device, seed, progress, Generators
