@@ -14,6 +14,9 @@ Small modules, read top to bottom:
 - :mod:`gradprobe.gsc`      gradient scale coefficient, domain collapse, dilution (Philipp et al.)
 - :mod:`gradprobe.discs`    the network as a function of one layer's weights (azimuthal discs)
 - :mod:`gradprobe.linearize` effective depth by linearizing the top layers
+- :mod:`gradprobe.ratios`   forward/backward scaling ratios of operators and networks (ghost 2024)
+- :mod:`gradprobe.repeats`  many repeated measurements batched into large products
+- :mod:`gradprobe.vgg`      VGG-style conv nets with torchvision's parameter names
 - :mod:`gradprobe.book`     the papermill runner and the book build (``python -m gradprobe.book``)
 """
 from .runtime import device, seed, progress, Generators

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Recording", "record", "weight_layers", "gradient_norms", "RateFit", "fit_rate"]
+__all__ = ["variance", "scaling_ratios", "Recording", "record", "weight_layers", "gradient_norms", "RateFit", "fit_rate"]
 
 _WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -25,6 +25,28 @@ def weight_layers(model: nn.Module) -> list[nn.Module]:
     if not layers:
         raise ValueError(f"{type(model).__name__} has no Linear or Conv layer to measure")
     return layers
+
+
+def variance(t: torch.Tensor) -> torch.Tensor:
+    """Var[t]: per-feature variance over dimension 0 (biased, 1/N), averaged over the features
+    (every other dimension, e.g. C·H·W of an image batch). The paper's Var[x] = (1/d) Σ_i Var[x_i]."""
+    if t.dim() < 2 or t.shape[0] < 2:
+        raise ValueError(f"variance needs a batch of at least 2 samples along dimension 0, got shape {tuple(t.shape)}")
+    return t.flatten(1).var(dim=0, unbiased=False).mean()
+
+
+def scaling_ratios(module, x: torch.Tensor, grad_y: torch.Tensor) -> tuple[float, float]:
+    """(R_f, R_b) of ``module`` (any callable of tensors) measured on the batch ``x`` with output
+    gradient ``grad_y``: R_f = Var[π(x)]/Var[x], R_b = Var[∂ℓ/∂x]/Var[∂ℓ/∂y] with
+    ∂ℓ/∂x = π'(x)ᵀ grad_y from autograd (ghost2024, Definition B.1)."""
+    x = x.detach().requires_grad_(True)
+    y = module(x)
+    if y.shape != grad_y.shape:
+        raise ValueError(f"grad_y has shape {tuple(grad_y.shape)} but the module's output is {tuple(y.shape)}")
+    (grad_x,) = torch.autograd.grad(y, x, grad_y)
+    r_f = variance(y.detach()) / variance(x.detach())
+    r_b = variance(grad_x) / variance(grad_y)
+    return float(r_f), float(r_b)
 
 
 @dataclass
@@ -45,7 +67,7 @@ class Recording:
         if any(v is None for v in values):
             raise ValueError(f"no {which} recorded for some modules: run a forward"
                              f"{' and backward' if which == 'gradients' else ''} pass inside the with-block")
-        return torch.stack([v.flatten(1).var(dim=0, unbiased=False).mean() for v in values])
+        return torch.stack([variance(v) for v in values])
 
 
 @contextlib.contextmanager

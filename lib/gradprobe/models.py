@@ -12,7 +12,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-__all__ = ["ACTIVATIONS", "NORMS", "INITS", "activation", "activation_fn", "mlp", "MLP", "init_linear_",
+__all__ = ["ACTIVATIONS", "NORMS", "INITS", "activation", "activation_fn", "mlp", "MLP", "init_weights_",
            "looks_linear_", "PreActLayer", "PreActBlock"]
 
 # name -> elementwise torch function (used by the theory too); dropout is handled separately
@@ -33,7 +33,8 @@ NORMS = (None, "batch", "layer")
 INITS = ("he", "lecun", "xavier", "orthogonal")
 
 
-def _check_choice(kind: str, value, allowed) -> None:
+def check_choice(kind: str, value, allowed) -> None:
+    """Raise ``ValueError("unknown <kind> <value>; choose one of ...")`` unless value is allowed."""
     if value not in allowed:
         raise ValueError(f"unknown {kind} {value!r}; choose one of {', '.join(map(repr, allowed))}")
 
@@ -44,7 +45,7 @@ def activation_fn(name: str):
     LeakyReLU has slope 0.01, GELU is the exact (erf) form. ``dropout`` has no elementwise
     function: it is random, independent of its input (see :func:`activation`).
     """
-    _check_choice("activation", name, tuple(_FUNCTIONS))
+    check_choice("activation", name, tuple(_FUNCTIONS))
     return _FUNCTIONS[name]
 
 
@@ -63,7 +64,7 @@ class _Elementwise(nn.Module):
 def activation(name: str, p: float = 0.5) -> nn.Module:
     """A module for a named activation (see ``ACTIVATIONS``); ``dropout`` is ``nn.Dropout(p)``,
     used in place of an activation as in Paik & Choi's Figure 1(b)."""
-    _check_choice("activation", name, ACTIVATIONS)
+    check_choice("activation", name, ACTIVATIONS)
     if name == "dropout":
         if not 0 <= p < 1:
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
@@ -71,27 +72,31 @@ def activation(name: str, p: float = 0.5) -> nn.Module:
     return _Elementwise(name)
 
 
-def init_linear_(linear: nn.Linear, init: str, activation_name: str = "relu", generator=None) -> nn.Linear:
-    """Initialize a linear layer in place; biases are set to zero.
+def init_weights_(layer: nn.Module, init: str, activation_name: str = "relu", generator=None) -> nn.Module:
+    """Initialize a linear or convolution layer in place; its bias is set to zero.
+
+    fan_in = C_in·k·k and fan_out = C_out·k·k (k = 1 for a linear layer):
 
     - ``he``: W ~ N(0, 2/fan_in) (He et al. 2015)
     - ``lecun``: W ~ N(0, 1/fan_in) (LeCun 1998; SELU's init)
     - ``xavier``: W ~ N(0, 2/(fan_in + fan_out)) (Glorot & Bengio 2010)
-    - ``orthogonal``: a random orthogonal matrix times gain √2 for the ReLU family
-      (relu, leaky_relu), else gain 1 (Saxe et al. 2014)
+    - ``orthogonal``: the [C_out, C_in·k·k] matrix random orthogonal, times gain √2 for the ReLU
+      family (relu, leaky_relu), else gain 1 (Saxe et al. 2014)
     """
-    _check_choice("init", init, INITS)
-    fan_out, fan_in = linear.weight.shape
+    check_choice("init", init, INITS)
+    weight = layer.weight
+    fan_in = weight[0].numel()
+    fan_out = weight.shape[0] * weight[0].numel() // weight.shape[1]
     with torch.no_grad():
         if init == "orthogonal":
             gain = math.sqrt(2.0) if activation_name in ("relu", "leaky_relu") else 1.0
-            nn.init.orthogonal_(linear.weight, gain=gain, generator=generator)
+            nn.init.orthogonal_(weight, gain=gain, generator=generator)
         else:
             var = {"he": 2.0 / fan_in, "lecun": 1.0 / fan_in, "xavier": 2.0 / (fan_in + fan_out)}[init]
-            nn.init.normal_(linear.weight, 0.0, math.sqrt(var), generator=generator)
-        if linear.bias is not None:
-            linear.bias.zero_()
-    return linear
+            nn.init.normal_(weight, 0.0, math.sqrt(var), generator=generator)
+        if layer.bias is not None:
+            layer.bias.zero_()
+    return layer
 
 
 def looks_linear_(linear: nn.Linear, first: bool = False, generator=None) -> nn.Linear:
@@ -133,7 +138,7 @@ class Layer(nn.Module):
 
     def __init__(self, n_in, n_out, activation_name, norm, init, bias, p, generator, skip_activation=False):
         super().__init__()
-        self.linear = init_linear_(nn.Linear(n_in, n_out, bias=bias), init, activation_name, generator)
+        self.linear = init_weights_(nn.Linear(n_in, n_out, bias=bias), init, activation_name, generator)
         self.norm = {None: nn.Identity(), "batch": nn.BatchNorm1d(n_out), "layer": nn.LayerNorm(n_out)}[norm]
         self.act = nn.Identity() if skip_activation else activation(activation_name, p)
 
@@ -194,7 +199,7 @@ def mlp(depth: int, width: int, activation: str = "relu", norm: str | None = Non
     """A fully connected network of ``depth`` hidden layers of ``width`` units.
 
     Layer k computes ``act(norm(W_k x))`` with W_k initialized by ``init`` (see
-    :func:`init_linear_`). ``in_dim`` defaults to ``width``; ``out_dim`` adds a linear head (not
+    :func:`init_weights_`). ``in_dim`` defaults to ``width``; ``out_dim`` adds a linear head (not
     counted in ``depth``). ``residual=True`` pairs the layers into basic blocks (``depth`` must
     be even and ``in_dim`` equal to ``width``). ``generator`` draws the weights, so that weights
     and data can come from separate streams (:func:`gradprobe.seed`).
@@ -207,9 +212,9 @@ def mlp(depth: int, width: int, activation: str = "relu", norm: str | None = Non
     for name, value in (("depth", depth), ("width", width)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    _check_choice("activation", activation, ACTIVATIONS)
-    _check_choice("norm", norm, NORMS)
-    _check_choice("init", init, INITS + ("looks_linear",))
+    check_choice("activation", activation, ACTIVATIONS)
+    check_choice("norm", norm, NORMS)
+    check_choice("init", init, INITS + ("looks_linear",))
     if isinstance(residual, str) and residual != "preact":
         raise ValueError(f"unknown residual {residual!r}; choose False, True (basic blocks) or 'preact'")
     in_dim = width if in_dim is None else in_dim
@@ -237,7 +242,7 @@ def mlp(depth: int, width: int, activation: str = "relu", norm: str | None = Non
     else:
         body = [Layer(in_dim if k == 0 else width, width, *args) for k in range(depth)]
     if out_dim is not None:
-        body.append(init_linear_(nn.Linear(width, out_dim, bias=True), "xavier", generator=generator))
+        body.append(init_weights_(nn.Linear(width, out_dim, bias=True), "xavier", generator=generator))
     return MLP(*body)
 
 
