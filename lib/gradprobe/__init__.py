@@ -14,6 +14,12 @@ Small modules, read top to bottom:
 - :mod:`gradprobe.gsc`      gradient scale coefficient, domain collapse, dilution (Philipp et al.)
 - :mod:`gradprobe.discs`    the network as a function of one layer's weights (azimuthal discs)
 - :mod:`gradprobe.linearize` effective depth by linearizing the top layers
+- :mod:`gradprobe.resnets`  the CIFAR ResNets of He et al. (depth 6n+2, option-A shortcuts)
+- :mod:`gradprobe.divergence` channel moments, Table 1's a and b, step scans, the divergence sweep (Bjorck et al.)
+- :mod:`gradprobe.random_matrices` singular values of products of Gaussian matrices (Fuss–Catalan)
+- :mod:`gradprobe.rates`    explosion rate of any model, the correlation measure (Paik & Choi)
+- :mod:`gradprobe.optim`    LALC (reconstructed), LARS, LARC, LAMB, warm-up
+- :mod:`gradprobe.vit`      a small ViT with LayerNorm
 - :mod:`gradprobe.ratios`   forward/backward scaling ratios of operators and networks (ghost 2024)
 - :mod:`gradprobe.repeats`  many repeated measurements batched into large products
 - :mod:`gradprobe.vgg`      VGG-style conv nets with torchvision's parameter names

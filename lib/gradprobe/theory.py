@@ -29,7 +29,7 @@ from scipy import integrate
 from .models import ACTIVATIONS, activation_fn
 
 __all__ = ["gaussian_expectation", "forward_ratio", "backward_ratio", "explosion_rate", "norm_rate",
-           "RELU_RATE"]
+           "RELU_RATE", "fuss_catalan_density"]
 
 RELU_RATE = math.pi / (math.pi - 1)  # π/(π−1), the closed form the quadrature must reproduce
 
@@ -118,3 +118,4 @@ def explosion_rate(act, p: float = 0.5) -> float:
 def norm_rate(act, p: float = 0.5) -> float:
     """√r(φ): the per-layer growth of the gradient *norm* (ReLU: ≈ 1.211)."""
     return math.sqrt(explosion_rate(act, p))
+from .random_matrices import fuss_catalan_density  # noqa: E402

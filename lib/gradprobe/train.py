@@ -56,7 +56,9 @@ def cifar10_tensors(n_train: int | None = None, n_test: int | None = None, devic
     """Standardized float32 CIFAR-10 tensors [N, 3, 32, 32] and int64 labels, on ``device``.
 
     ``n_train``/``n_test`` draw random subsets (without replacement, from ``generator``); None
-    takes the whole split. Channels are standardized with :func:`channel_stats`.
+    takes the whole split. Channels are standardized with :func:`channel_stats`. A subset keeps the
+    split's order, which for image-folder sources is sorted by class: take probe batches through a
+    random permutation (``fit`` does so for training), never as the first N rows.
     """
     mean, std = channel_stats(None if root is None else str(root))
     out = []
