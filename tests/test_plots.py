@@ -21,3 +21,14 @@ def test_savefig_refuses_paths_as_names():
     fig, _ = plt.subplots()
     with pytest.raises(ValueError, match="figure name"):
         plots.savefig(fig, "../outside")
+
+
+def test_band_draws_median_and_min_max_of_runs():
+    fig, ax = plt.subplots()
+    runs = [[1.0, 2.0, 3.0], [3.0, 4.0, 9.0], [2.0, 3.0, 4.0]]
+    line = plots.band(ax, [1, 2, 3], runs, "demo", color="tab:red")
+    assert list(line.get_ydata()) == [2.0, 3.0, 4.0] and line.get_label() == "demo"
+    lows, highs = ax.collections[0].get_paths()[0].vertices[:, 1].min(), ax.collections[0].get_paths()[0].vertices[:, 1].max()
+    assert (lows, highs) == (1.0, 9.0)
+    with pytest.raises(ValueError, match="runs must be"):
+        plots.band(ax, [1, 2], runs)

@@ -10,7 +10,7 @@ matplotlib.rcParams["savefig.bbox"] = "tight"
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-__all__ = ["style", "savefig", "per_layer", "PAPER", "OURS", "THEORY"]
+__all__ = ["style", "savefig", "per_layer", "band", "PAPER", "OURS", "THEORY"]
 
 # How the three kinds of line are told apart in every figure of the book.
 PAPER = dict(color="0.25", linestyle="--", linewidth=1.5)   # the paper's value
@@ -45,6 +45,19 @@ def per_layer(ax, values, label: str | None = None, *, ylabel: str, log: bool = 
     if log:
         ax.set_yscale("log")
     return line
+
+
+def band(ax, xs, runs, label: str | None = None, **line):
+    """The median over runs (rows of ``runs`` [n_runs, len(xs)]) as a line, and the min–max range
+    over runs as a shaded band of the same colour: the book's way of showing spread over seeds."""
+    import numpy as np
+
+    values = np.asarray(runs, dtype=float)
+    if values.ndim != 2 or values.shape[1] != len(xs):
+        raise ValueError(f"runs must be [n_runs, {len(xs)}] to match xs, got shape {values.shape}")
+    (drawn,) = ax.plot(xs, np.median(values, 0), label=label, **line)
+    ax.fill_between(xs, values.min(0), values.max(0), color=drawn.get_color(), alpha=0.2, linewidth=0)
+    return drawn
 
 
 style()
