@@ -1,4 +1,4 @@
-"""Figure 2's discs: pixels per second with shared products (gradprobe.discs.disc_outputs) against
+"""Figure 2's discs: pixels per second with shared products (gradprobe.measure.discs.disc_outputs) against
 one network per pixel (disc_outputs_naive), for a 50-layer width-100 ReLU MLP on a CIFAR-sized
 input (3072 values) and its BatchNorm version (a batch of 8 inputs per pixel). One thread, so that
 the numbers do not depend on how busy the other core is."""
@@ -6,7 +6,8 @@ import time
 
 import torch
 
-from gradprobe import discs, gsc
+from gradprobe.chapters.philipp2018 import architecture
+from gradprobe.measure import discs
 
 torch.set_num_threads(1)
 
@@ -20,7 +21,7 @@ def rate(fn, pixels):
 def main():
     coefficients, _ = discs.sphere_grid(96)
     for name, batch, naive_pixels in (("ReLU", 1, 100), ("batch-ReLU", 8, 50)):
-        build = lambda g: gsc.architecture(name, 50, 100, in_dim=3072, out_dim=3, generator=g)
+        build = lambda g: architecture(name, 50, 100, in_dim=3072, out_dim=3, generator=g)
         weights = discs.layer_weight_samples(build, 0, [torch.Generator().manual_seed(s) for s in (1, 2, 3)])
         net = build(torch.Generator().manual_seed(1))
         x = torch.randn(batch, 3072, generator=torch.Generator().manual_seed(0))

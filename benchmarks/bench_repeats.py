@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from gradprobe import repeats as rp
+from gradprobe.measure import repeats as rp
 
 
 def best_of(fn, times: int) -> float:

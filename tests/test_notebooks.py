@@ -9,11 +9,22 @@ from pathlib import Path
 
 import pytest
 
-from gradprobe import book
+from gradprobe.book import runner as book
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = book.notebooks(ROOT)
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
+
+
+def chapter_of(notebook: Path) -> str:
+    """The chapter name a notebook's claims are filed under: its name without the number prefix."""
+    return notebook.stem.split("_", 1)[1]
+
+
+def claims_summary(out: Path, notebook: Path) -> str:
+    """The line the chapter's rendered claims table ends with, from its claims file."""
+    rows = json.loads((out / f"{chapter_of(notebook)}.claims.json").read_text())["claims"]
+    return f"{sum(r['passed'] for r in rows)} of {len(rows)} claims hold"
 
 
 @pytest.fixture(scope="session")
@@ -37,8 +48,10 @@ def test_notebook_runs_and_reproduces_its_numbers(smoke, notebook):
          "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"), "--rootdir", str(out), str(executed)],
         cwd=out, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert check.returncode == 0, f"nbval: a re-execution of {notebook.name} printed different outputs:\n{check.stdout[-6000:]}"
-    claims = list(out.glob("*.claims.json"))
-    assert claims, "each chapter writes its claims table beside the executed notebook"
+    claims = out / f"{chapter_of(notebook)}.claims.json"
+    assert claims.is_file(), f"{notebook.name} writes its own claims file {claims.name} beside the executed notebook"
+    table = json.loads(claims.read_text())
+    assert table["chapter"] == chapter_of(notebook) and table["claims"], f"{claims.name} holds the chapter's claims"
 
 
 def test_book_builds_with_figures_and_bibliography(smoke, tmp_path):
@@ -59,4 +72,4 @@ def test_book_builds_with_figures_and_bibliography(smoke, tmp_path):
     for notebook in NOTEBOOKS:
         page = (html / "executed" / f"{notebook.stem}.html").read_text()
         assert "<img" in page, f"{notebook.stem}: figures are visible"
-        assert "this book" in page, f"{notebook.stem}: the claims table is shown"
+        assert claims_summary(out, notebook) in page, f"{notebook.stem}: its own claims table is shown"

@@ -1,29 +1,18 @@
 """gradprobe: the shared library of the book *Why gradients still explode*.
 
-Small modules, read top to bottom:
+Core packages by concept, each module read top to bottom; only ``chapters`` is paper-specific:
 
-- :mod:`gradprobe.runtime`  ``device()``, ``seed()`` and ``progress()``
-- :mod:`gradprobe.models`   MLPs with a choice of activation, normalization, residual and init
-- :mod:`gradprobe.measure`  hooks that record activations and gradients; per-layer rates
-- :mod:`gradprobe.theory`   Gaussian expectations: explosion rate, forward and backward ratios
-- :mod:`gradprobe.claims`   "paper vs this book" tables
-- :mod:`gradprobe.plots`    the house plot style
-- :mod:`gradprobe.scales`   the smoke / book / paper settings of a notebook
-- :mod:`gradprobe.data`     CIFAR-10
-- :mod:`gradprobe.train`    CIFAR-10 tensors and a training loop that survives divergence
-- :mod:`gradprobe.gsc`      gradient scale coefficient, domain collapse, dilution (Philipp et al.)
-- :mod:`gradprobe.discs`    the network as a function of one layer's weights (azimuthal discs)
-- :mod:`gradprobe.linearize` effective depth by linearizing the top layers
-- :mod:`gradprobe.resnets`  the CIFAR ResNets of He et al. (depth 6n+2, option-A shortcuts)
-- :mod:`gradprobe.divergence` channel moments, Table 1's a and b, step scans, the divergence sweep (Bjorck et al.)
-- :mod:`gradprobe.random_matrices` singular values of products of Gaussian matrices (Fuss–Catalan)
-- :mod:`gradprobe.rates`    explosion rate of any model, the correlation measure (Paik & Choi)
-- :mod:`gradprobe.optim`    LALC (reconstructed), LARS, LARC, LAMB, warm-up
-- :mod:`gradprobe.vit`      a small ViT with LayerNorm
-- :mod:`gradprobe.ratios`   forward/backward scaling ratios of operators and networks (ghost 2024)
-- :mod:`gradprobe.repeats`  many repeated measurements batched into large products
-- :mod:`gradprobe.vgg`      VGG-style conv nets with torchvision's parameter names
-- :mod:`gradprobe.book`     the papermill runner and the book build (``python -m gradprobe.book``)
+- :mod:`gradprobe.runtime`   ``device()``, ``seed()`` and its ``Generators``, ``progress()``
+- :mod:`gradprobe.checks`    the argument checks every module uses
+- :mod:`gradprobe.networks`  ``layers`` (activations, inits, the layer), ``mlp``, ``resnet`` (CIFAR), ``vgg``, ``vit``
+- :mod:`gradprobe.measure`   ``stats``, ``hooks``, ``correlation``, ``rates`` (the rate fitter), ``gsc``,
+  ``batchnorm``, ``kernels``, ``steps``, ``discs``, ``linearize``, ``repeats``
+- :mod:`gradprobe.theory`    ``gaussian`` (r(φ), R_f, R_b), ``operators``, ``distributions``, ``random_matrices``
+- :mod:`gradprobe.data`      ``cifar10`` (find, decode, cache) and ``tensors`` (standardized torch tensors)
+- :mod:`gradprobe.train`     ``loop`` (fit, evaluate), ``optim`` (LARS, LARC, LAMB, LALC), ``schedules``
+- :mod:`gradprobe.book`      ``runner`` (``python -m gradprobe.book run|build``), ``scales``, ``claims``, ``plots``
+- :mod:`gradprobe.chapters`  one module per notebook: ``one_number``, ``philipp2018``, ``bjorck2018``,
+  ``paik2023``, ``ghost2024``
 """
 from .runtime import device, seed, progress, Generators
 

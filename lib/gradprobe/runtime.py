@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .checks import nonnegative_int
+
 __all__ = ["device", "seed", "progress", "Generators"]
 
 
@@ -48,9 +50,7 @@ class Generators:
 def seed(n: int) -> Generators:
     """Seed Python's, NumPy's and torch's global generators with ``n`` and return two separate
     torch generators (CPU), one for data and one for weights, derived from ``n``."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {n!r}")
-    n = int(n)
+    n = nonnegative_int("seed", n)
     random.seed(n)
     np.random.seed(n % 2**32)
     torch.manual_seed(n)
