@@ -14,7 +14,16 @@ Core packages by concept, each module read top to bottom; only ``chapters`` is p
 - :mod:`gradprobe.chapters`  one module per notebook: ``one_number``, ``philipp2018``, ``bjorck2018``,
   ``paik2023``, ``ghost2024``
 """
+import importlib
+
 from .runtime import device, seed, progress, Generators
 
-__all__ = ["device", "seed", "progress", "Generators"]
+__all__ = ["device", "seed", "progress", "Generators", "diagnose"]
+
+
+def __getattr__(name):
+    # gradprobe.diagnose(model, inputs) without importing it (and pandas, matplotlib) with the package
+    if name == "diagnose":
+        return importlib.import_module(".diagnose", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 __version__ = "0.1.0"

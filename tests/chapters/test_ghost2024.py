@@ -11,6 +11,7 @@ import gradprobe
 from gradprobe.book.scales import settings
 from gradprobe.chapters import ghost2024 as G
 from gradprobe.data.cifar10 import DataError, cifar10
+from gradprobe.measure.stats import network_ratios
 from gradprobe.measure.repeats import repeated_gradient_norms
 from gradprobe.networks.mlp import mlp, scaled_residual_net
 from gradprobe.theory import gaussian
@@ -54,9 +55,9 @@ def test_b17_block_matches_prediction_and_network_stays_bounded():
     out = G.block_ratios(net[0], torch.randn(512, 32, generator=g), torch.randn(512, 32, generator=g))
     for measured, predicted in zip(out["block"], out["predicted"]):
         assert measured == pytest.approx(predicted, rel=0.05)
-    rf, rb = G.network_ratios(net, repeats=2, generator=g)
+    rf, rb = network_ratios(net, repeats=2, generator=g)
     assert rb / rf < 3
-    prf, prb = G.network_ratios(mlp(16, 32, "relu", norm="batch", generator=g), repeats=2, generator=g)
+    prf, prb = network_ratios(mlp(16, 32, "relu", norm="batch", generator=g), repeats=2, generator=g)
     assert prb / prf > 100  # ≈ 1.467^16 ≈ 460
     with pytest.raises(ValueError, match="ScaledResidualBlock"):
         G.block_ratios(nn.Identity(), torch.zeros(2, 2), torch.zeros(2, 2))

@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from gradprobe.measure.hooks import hooks, weight_layers
+from gradprobe.networks.convnext import convnext, convnext_parameter_count
+from gradprobe.networks.imagenet_resnet import imagenet_resnet, preact_resnet, resnet_parameter_count
 from gradprobe.networks.mlp import mlp, scaled_residual_net
 from gradprobe.networks.resnet import cifar_resnet
 from gradprobe.networks.vgg import vgg
@@ -55,6 +57,12 @@ BUILDERS = {
     "vgg plain": (lambda g: vgg([8, 8, "M"], norm=None, generator=g), (4, 3, 16, 16), vgg_params([8, 8, "M"], None)),
     "vit": (lambda g: vit(depth=2, dim=16, heads=2, mlp_ratio=2.0, patch=8, generator=g), (4, 3, 32, 32),
             vit_params(2, 16, 32, 8, tokens=16)),
+    "imagenet_resnet 18": (lambda g: imagenet_resnet(18, num_classes=5, generator=g), (2, 3, 32, 32),
+                           resnet_parameter_count(18, num_classes=5)),
+    "preact_resnet 18": (lambda g: preact_resnet(18, num_classes=5, generator=g), (2, 3, 32, 32),
+                         resnet_parameter_count(18, num_classes=5, preact=True)),
+    "convnext": (lambda g: convnext((1, 2), (8, 16), num_classes=5, generator=g), (2, 3, 32, 32),
+                 convnext_parameter_count((1, 2), (8, 16), num_classes=5)),
 }
 
 

@@ -8,7 +8,7 @@
 4. Propositions B.12 and B.14 on Gaussian, Laplace and uniform inputs
    (:mod:`gradprobe.theory.distributions`): :func:`relu_b14`, :func:`b12_table`, :func:`b14_table`.
 5. Proposition B.17, the 1/√L residual network (:func:`gradprobe.networks.mlp.scaled_residual_net`)
-   against a plain one: :func:`network_ratios`, :func:`block_ratios`, :func:`b17_sweep`, :func:`figure_b17`.
+   against a plain one: :func:`gradprobe.measure.stats.network_ratios`, :func:`block_ratios`, :func:`b17_sweep`, :func:`figure_b17`.
 6. Figure 1 (right): :func:`train_figure1_right` (BatchNorm running σ of a trained VGG19-BN substitute
    and a ResNet-20, :class:`TrainedBN`), :func:`figure1_right`.
 7. The paper against this book: :func:`check_claims`.
@@ -39,7 +39,7 @@ from ..data import tensors
 from ..measure import batchnorm
 from ..measure.rates import RateFit, fit_rate
 from ..measure.repeats import repeated_gradient_norms
-from ..measure.stats import scaling_ratios
+from ..measure.stats import network_ratios, scaling_ratios
 from ..networks import vgg
 from ..networks.layers import init_weights_
 from ..networks.mlp import ScaledResidualBlock, mlp, scaled_residual_net
@@ -58,7 +58,7 @@ __all__ = ["NormsAtInit", "measure_figure1_left", "figure1_left", "figure2",
            "FIGURE3_ACTIVATIONS", "Figure3", "measure_figure3", "figure3",
            "batchnorm_z", "operator_table", "figure_b8",
            "relu_b14", "b12_table", "b14_table",
-           "network_ratios", "block_ratios", "b17_sweep", "figure_b17",
+           "block_ratios", "b17_sweep", "figure_b17",
            "VGG", "RESNET", "CHECKPOINT", "TrainedBN", "train_figure1_right", "figure1_right",
            "check_claims"]
 
@@ -362,23 +362,6 @@ def b14_table(n: int = 1_000_000, generator: torch.Generator | None = None):
 
 
 # ---------------------------------------------------------------- Proposition B.17
-def network_ratios(net: nn.Module, repeats: int = 4, batch: int = 128,
-                   generator: torch.Generator | None = None) -> tuple[float, float]:
-    """Whole-network (R_f, R_b), averaged over ``repeats`` input batches x ~ N(0, I_d) with output
-    gradients ∂ℓ/∂y ~ N(0, I_d/d) (the network's weights stay fixed, as Remark B.2 asks)."""
-    positive_int("repeats", repeats)
-    positive_int("batch", batch)
-    width = next(m for m in net.modules() if isinstance(m, nn.Linear)).in_features
-    rf, rb = [], []
-    for _ in range(repeats):
-        x = torch.randn(batch, width, generator=generator)
-        g = torch.randn(batch, width, generator=generator) / math.sqrt(width)
-        f, b = scaling_ratios(net, x, g)
-        rf.append(f)
-        rb.append(b)
-    return float(np.mean(rf)), float(np.mean(rb))
-
-
 def block_ratios(block: ScaledResidualBlock, x: torch.Tensor, grad_y: torch.Tensor) -> dict:
     """Proposition B.17 on one block y = x + F(x)/√L: the measured (R_f, R_b) of the block and of
     its branch F on the same x and ∂ℓ/∂y, and the proposition's prediction 1 + R(F)/L

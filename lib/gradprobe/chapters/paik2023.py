@@ -47,6 +47,7 @@ from ..checks import int_at_least, nonnegative_int, one_of, positive, positive_i
 from ..data.tensors import CifarTensors, cifar10_tensors
 from ..measure import hooks, rates
 from ..measure.gsc import gsc_profile
+from ..measure.stats import network_ratios
 from ..networks import resnet, vgg, vit
 from ..networks.layers import ACTIVATIONS, Layer
 from ..networks.mlp import mlp
@@ -55,7 +56,6 @@ from ..theory import gaussian
 from ..train.loop import History, evaluate, fit
 from ..train.optim import OPTIMIZERS, make_optimizer
 from ..train.schedules import linear_warmup
-from .ghost2024 import network_ratios
 
 __all__ = ["SETTINGS_NOTES", "relu_moments", "ForwardBackward", "measure_forward_backward",
            "figure_forward_backward", "mlp_rates", "measure_activation_rates", "WidthRatios",
@@ -727,7 +727,7 @@ def measure_three_ways(S: Settings, gen: Generators) -> pd.Series:
     Var(g_n)/Var(g_{n+1}) (:func:`gradprobe.measure.rates.network_rate`); the growth per layer of
     Philipp et al.'s GSC (:func:`gradprobe.measure.gsc.gsc_profile`, linear layers 2…L); and
     ((R_b/R_f)_L / (R_b/R_f)_{L/2})^(1/(L/2)), square root, of the ghost paper
-    (:func:`gradprobe.chapters.ghost2024.network_ratios` over max(2, ``S.repeats``) batches); with
+    (:func:`gradprobe.measure.stats.network_ratios` over max(2, ``S.repeats``) batches); with
     the theory √(π/(π−1)) last."""
     int_at_least("S.depth", S.depth, 4)
     net = mlp(S.depth, S.width, "relu", norm="batch", generator=gen.weights)   # small: on the CPU

@@ -10,9 +10,15 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import torch
+import math
 
-__all__ = ["variance", "scaling_ratios", "Moments", "moments"]
+import numpy as np
+import torch
+from torch import nn
+
+from ..checks import positive_int
+
+__all__ = ["variance", "scaling_ratios", "network_ratios", "Moments", "moments"]
 
 
 def variance(t: torch.Tensor) -> torch.Tensor:
@@ -35,6 +41,23 @@ def scaling_ratios(module, x: torch.Tensor, grad_y: torch.Tensor) -> tuple[float
     r_f = variance(y.detach()) / variance(x.detach())
     r_b = variance(grad_x) / variance(grad_y)
     return float(r_f), float(r_b)
+
+
+def network_ratios(net: nn.Module, repeats: int = 4, batch: int = 128,
+                   generator: torch.Generator | None = None) -> tuple[float, float]:
+    """Whole-network (R_f, R_b), averaged over ``repeats`` input batches x ~ N(0, I_d) with output
+    gradients ∂ℓ/∂y ~ N(0, I_d/d) (the network's weights stay fixed, as Remark B.2 asks)."""
+    positive_int("repeats", repeats)
+    positive_int("batch", batch)
+    width = next(m for m in net.modules() if isinstance(m, nn.Linear)).in_features
+    rf, rb = [], []
+    for _ in range(repeats):
+        x = torch.randn(batch, width, generator=generator)
+        g = torch.randn(batch, width, generator=generator) / math.sqrt(width)
+        f, b = scaling_ratios(net, x, g)
+        rf.append(f)
+        rb.append(b)
+    return float(np.mean(rf)), float(np.mean(rb))
 
 
 class Moments(NamedTuple):
