@@ -290,7 +290,7 @@ def test_results_are_stored_exactly_and_reused(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "result.json", "result.pt"]
     record = json.loads((folder / "config.json").read_text())
     assert record["config"] == {"size": 4, "scale": 1.0, "seed": 3}
-    assert (record["fn"], record["version"]) == (f"{MODULE}:rich_result", "")
+    assert (record["fn"], record["version"]) == (f"{MODULE}:rich_result", sweep.library_version())
 
     again = sweep.run(rich_result, [config], root=tmp_path)
     assert again.computed == () and again.reused == (config,)

@@ -126,7 +126,7 @@ import torch
 from gradprobe.checks import nonnegative_int, positive, positive_int
 from gradprobe.runtime import Generators, progress, seed
 
-__all__ = ["Config", "grid", "config_hash", "trial_seed", "seed_trial", "run", "SweepResult",
+__all__ = ["library_version", "Config", "grid", "config_hash", "trial_seed", "seed_trial", "run", "SweepResult",
            "TrialError", "SweepError", "Checkpointer", "checkpoint", "default_root"]
 
 HASH_DIGITS = 16
@@ -317,9 +317,12 @@ def _import_ref(ref: str):
     return obj
 
 
-def config_hash(config, fn, version: str = "") -> str:
+def config_hash(config, fn, version: str | None = None) -> str:
     """The name of the trial's folder: the first 16 hex digits of the SHA-256 of the canonical
-    JSON of the configuration, the function's ``module:qualname`` and ``version``."""
+    JSON of the configuration, the function's ``module:qualname`` and ``version`` (default
+    :func:`library_version`, as in :func:`run`)."""
+    if version is None:
+        version = library_version()
     if not isinstance(version, str):
         raise ValueError(f"version must be a string, got {version!r}")
     _, ref, _ = _function_ref(fn)
@@ -789,7 +792,18 @@ class SweepResult:
                 f"{len(self.computed)} computed, {len(self.reused)} reused; in {self.folder})")
 
 
-def run(fn, configs, *, version: str = "", root=None, scheduler=None, threads: int | None = 1,
+def library_version() -> str:
+    """The first 16 hex digits of the SHA-256 of every ``.py`` file of the imported gradprobe
+    package (paths and contents, sorted): the default ``version`` of :func:`run`, so that results
+    computed by another state of the library are never reused."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def run(fn, configs, *, version: str | None = None, root=None, scheduler=None, threads: int | None = 1,
         retry_failed: bool = False, keep_checkpoints: bool = False, connect_timeout: float = 30.0,
         desc: str | None = None) -> SweepResult:
     """Run ``fn(config)`` for every configuration not already stored, store each result as it
@@ -797,7 +811,9 @@ def run(fn, configs, *, version: str = "", root=None, scheduler=None, threads: i
 
     ``fn``: a function at the top level of an importable module (one of ``__main__`` is allowed
     in-process only). ``configs``: frozen dataclasses or mappings (see :func:`grid`); duplicates
-    are run once. ``version``: part of every hash; change it when ``fn`` changes its results.
+    are run once. ``version``: part of every hash; by default :func:`library_version`, so a change
+    anywhere in gradprobe starts the trials afresh; pass a string of your own to keep the results
+    of a long sweep across edits that do not change them.
     ``root``: the sweeps folder (default :func:`default_root`). ``scheduler``: where trials run
     (see the module docstring): None (``$GRADPROBE_SCHEDULER``, else here), ``"inprocess"``,
     ``"processes:N"``, ``"local:N"``, a Dask address or a ``distributed.Client``. ``threads``:
@@ -806,6 +822,8 @@ def run(fn, configs, *, version: str = "", root=None, scheduler=None, threads: i
     finished trial's ``checkpoint.pt``. ``connect_timeout``: seconds to reach a Dask scheduler.
     ``desc``: the progress bar's label (default: the function's name).
     """
+    if version is None:
+        version = library_version()
     if not isinstance(version, str):
         raise ValueError(f"version must be a string, got {version!r}")
     if threads is not None:

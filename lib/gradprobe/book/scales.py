@@ -24,6 +24,16 @@ class Settings(SimpleNamespace):
         super().__init__(**table[scale])
         self._table, self._scale, self._notes = table, scale, notes or {}
 
+    def at(self, scale: str) -> SimpleNamespace:
+        """The settings of another scale (e.g. to estimate what the paper scale costs)."""
+        if scale not in SCALES:
+            raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
+        return SimpleNamespace(**self._table[scale])
+
+    @property
+    def scale(self) -> str:
+        return self._scale
+
     def _rows(self):
         head = ["setting"] + [f"**{s}** (this run)" if s == self._scale else s for s in SCALES]
         head += ["note"] if self._notes else []
