@@ -22,17 +22,34 @@ folder when ``root`` is not writable) and its MD5 checked before use. ``download
 "download unless ``$GRADPROBE_OFFLINE`` is set to something other than ``0``".
 
 Archives are read member by member, in one streaming pass, and never extracted, so no path in
-them is ever written to disk. The decoded arrays are cached as ``.npy`` files in
-``$GRADPROBE_CACHE`` (else ``~/.cache/gradprobe``), named after a hash of the source's absolute
-path, size and modification time, so a changed source is decoded afresh and a later load
-takes well under a second. Cache files are written to a temporary file and renamed, so an
-interrupted run never leaves a half-written cache. A ``*.tar.gz`` in ``root`` that cannot be
-read at all is reported as an error, not skipped; a ``cifar-10-python.tar.gz`` placed by hand
-is used as it is (only downloads are checksummed).
+them is ever written to disk. A ``*.tar.gz`` in ``root`` that cannot be read at all is reported
+as an error, not skipped.
+
+What is checked. ``cifar10`` returns the full splits only: 50,000 training and 10,000 test images,
+5,000 and 1,000 per class; any other count is refused with a ``DataError`` unless the caller asks
+for a subset with ``allow_subset=True`` (tests, small experiments). An official
+``cifar-10-python.tar.gz``, downloaded or placed by hand, must have the release's MD5; it is
+checked once per version of the file (its path, size and modification time, remembered in the
+cache folder), so later loads do not read it again. With ``allow_subset=True`` an archive with
+another checksum is accepted when its batches decode.
+
+The cache. The decoded arrays are cached as ``.npy`` files in ``$GRADPROBE_CACHE`` (else
+``~/.cache/gradprobe``), named after a hash of the source's absolute path, size and modification
+time, so a changed source is decoded afresh and a later load takes well under a second. Cache
+files are written to a hidden temporary file and renamed, so an interrupted run never leaves a
+half-written cache; temporary files that a killed process left behind are removed once they are
+an hour old. A cache file that cannot be read (empty, truncated, garbled) is decoded again and
+replaced, with a warning. A cache folder that cannot be written (read-only, full) gives one
+warning per folder and process, and the data is loaded all the same.
+
+``data_identity()`` names the data a load would read (for the input stamps of
+:mod:`gradprobe.book.runner`). ``DataNotFound``, a ``DataError``, means that no data is there at
+all (as opposed to data that is there but broken).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import importlib
@@ -41,6 +58,7 @@ import os
 import pickle
 import re
 import tarfile
+import time
 import urllib.request
 import warnings
 import zlib
@@ -50,7 +68,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-__all__ = ["CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "DataError", "cifar10", "to_tensor"]
+__all__ = ["CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "DataError", "DataNotFound", "cifar10",
+           "data_identity", "to_tensor"]
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
@@ -64,19 +83,26 @@ MD5 = "c58f30108f718f92721af3b95e74349a"
 OFFICIAL_ARCHIVE = "cifar-10-python.tar.gz"
 OFFICIAL_FOLDER = "cifar-10-batches-py"
 _BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+#: Images in each full split (a tenth of them per class).
+SPLIT_SIZES = {"train": 50_000, "test": 10_000}
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _DEFAULT_DIR = Path("~/.cache/gradprobe")
 _CACHE_VERSION = 1  # bump when decoding changes, so old caches are not reused
 _ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError)
+_STALE_AFTER_S = 3600  # a temporary file untouched this long belongs to a killed process
 
 
 class DataError(ValueError):
     """CIFAR-10 could not be found, fetched or read; the message names the path and the fix."""
 
 
+class DataNotFound(DataError):
+    """No CIFAR-10 data at all in the data folder (and none downloaded): nothing is broken."""
+
+
 # ----------------------------------------------------------------------------- public API
 
-def cifar10(split="train", root=None, download=None):
+def cifar10(split="train", root=None, download=None, allow_subset=False):
     """Load one CIFAR-10 split as ``(images, labels)`` numpy arrays.
 
     ``images`` is uint8 [N, 32, 32, 3] (HWC, RGB) and ``labels`` int64 [N], sorted by label
@@ -84,13 +110,19 @@ def cifar10(split="train", root=None, download=None):
     ``split`` is ``"train"`` or ``"test"``; ``root`` is the data folder (default
     ``$GRADPROBE_DATA``, else ``~/.cache/gradprobe``); ``download`` says whether the official
     archive may be fetched when no data is found (``None``: yes, unless ``$GRADPROBE_OFFLINE``
-    is set). See the module docstring for where data is looked for and how it is cached.
-    Raises ``ValueError`` for bad arguments and ``DataError`` when the data cannot be had.
+    is set). ``allow_subset=True`` accepts data with fewer (or more) images than the full split
+    (N is 50,000 for train and 10,000 for test otherwise), and an official-format archive whose
+    checksum is not the release's. See the module docstring for where data is looked for, what
+    is checked and how it is cached.
+    Raises ``ValueError`` for bad arguments, ``DataNotFound`` when there is no data and it may
+    not be downloaded, and ``DataError`` when the data cannot be had or is not CIFAR-10.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if download not in (None, True, False):
         raise ValueError(f"download must be None, True or False, got {download!r}")
+    if allow_subset not in (True, False):
+        raise ValueError(f"allow_subset must be True or False, got {allow_subset!r}")
     if root is not None and not isinstance(root, (str, os.PathLike)):
         raise ValueError(f"root must be a path or None, got {type(root).__name__}")
     root = Path(root).expanduser() if root is not None else _env_dir("GRADPROBE_DATA")
@@ -100,16 +132,51 @@ def cifar10(split="train", root=None, download=None):
                         f"that holds it, e.g. {root.parent}")
     if download is None:
         download = os.environ.get("GRADPROBE_OFFLINE", "") in ("", "0")
+    for folder in {root, cache}:
+        _remove_stale_temporaries(folder)
     source = _find_source(root, cache)
     if source is None:
         if not download:
-            raise DataError(_not_found(root, "downloading is off (download=False or "
-                                             "GRADPROBE_OFFLINE is set)"))
+            raise DataNotFound(_not_found(root, "downloading is off (download=False or "
+                                                "GRADPROBE_OFFLINE is set)"))
         source = ("official-tar", _download(root, cache))
     kind, path = source
+    if kind == "official-tar":
+        _verify_official_archive(path, cache, allow_subset)
     loader = {"official-folder": _load_official_folder, "official-tar": _load_official_tar,
               "image-folder": _load_image_folder, "image-tar": _load_image_tar}[kind]
-    return loader(path, split, cache)
+    images, labels = loader(path, split, cache)
+    if not allow_subset:
+        _check_full_split(images, labels, split, path)
+    return images, labels
+
+
+def data_identity(root=None):
+    """A text that changes whenever the data a load from ``root`` would read changes.
+
+    It names the data folder (``root``, else ``$GRADPROBE_DATA``, else ``~/.cache/gradprobe``),
+    its visible top-level files with their sizes and modification times (model checkpoints kept
+    beside the data count too), and the CIFAR-10 source found there with the cache key of its
+    contents. Nothing is decoded or downloaded; an unreadable source is named, not raised.
+    """
+    root = Path(root).expanduser() if root is not None else _env_dir("GRADPROBE_DATA")
+    cache = _env_dir("GRADPROBE_CACHE")
+    lines = [f"data folder {os.path.abspath(root)}"]
+    with contextlib.suppress(OSError):
+        for entry in sorted(os.scandir(root), key=lambda e: e.name):
+            if entry.is_file() and not entry.name.startswith(".") and not _is_cache_file(entry.name):
+                st = entry.stat()
+                lines.append(f"file {entry.name} {st.st_size} {st.st_mtime_ns}")
+    try:
+        source = _find_source(root, cache)
+        if source is None:
+            lines.append("no CIFAR-10 source")
+        else:
+            kind, path = source
+            lines.append(f"source {kind} {os.path.abspath(path)} {_source_key(kind, path)}")
+    except (DataError, OSError) as e:
+        lines.append(f"unreadable source: {e}")
+    return "\n".join(lines)
 
 
 def to_tensor(images, mean=None, std=None):
@@ -229,40 +296,97 @@ def _file_key(path):
     return _key(os.path.abspath(path), st.st_size, st.st_mtime_ns)
 
 
+def _source_key(kind, path):
+    """The cache key of a source's contents (both splits of an image folder)."""
+    if kind == "official-folder":
+        return _key(*(_file_key(path / name) for names in _BATCHES.values() for name in names
+                      if (path / name).is_file()))
+    if kind == "image-folder":
+        return _key(*(_image_folder_items(path, s)[1] for s in SPLITS if (path / s).is_dir()))
+    return _file_key(path)
+
+
 def _cache_paths(cache, key, split):
     stem = f"cifar10-{split}-{key}"
     return cache / f"{stem}-images.npy", cache / f"{stem}-labels.npy"
+
+
+def _is_cache_file(name):
+    return name.startswith("cifar10-") and (name.endswith(".npy") or "-md5ok-" in name)
+
+
+_WARNED_CACHES = set()
+
+
+def _warn_cache(cache, error):
+    """Warn once per cache folder and process that the cache cannot be written; loads go on."""
+    if str(cache) in _WARNED_CACHES:
+        return
+    _WARNED_CACHES.add(str(cache))
+    warnings.warn(f"could not cache CIFAR-10 in {cache} ({error}); loading without the cache. "
+                  "Set GRADPROBE_CACHE to a writable folder to make later loads fast", stacklevel=4)
+
+
+def _remove_stale_temporaries(folder):
+    """Delete the hidden temporary files (cache ``.tmp``, download ``.part``) that a killed
+    process left in ``folder``: those untouched for an hour, as a live writer's file never is."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    now = time.time()
+    for entry in entries:
+        if (entry.name.startswith((".cifar10-", f".{OFFICIAL_ARCHIVE}."))
+                and entry.name.endswith((".tmp", ".part"))):
+            with contextlib.suppress(OSError):
+                if now - entry.stat(follow_symlinks=False).st_mtime > _STALE_AFTER_S:
+                    os.unlink(entry.path)
+
+
+def _read_npy(path):
+    """One cached array, or None (and a warning) when the file cannot be read as one."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except Exception as e:  # empty, truncated, garbled, an .npz: whatever it is, decode again
+        warnings.warn(f"the cached CIFAR-10 file {path} is unreadable ({type(e).__name__}: {e}); "
+                      "decoding the data again and replacing it", stacklevel=5)
+        return None
+    return array if isinstance(array, np.ndarray) else None
 
 
 def _load_cache(cache, key, split):
     images_path, labels_path = _cache_paths(cache, key, split)
     if not (images_path.is_file() and labels_path.is_file()):
         return None
-    try:
-        images, labels = np.load(images_path), np.load(labels_path)
-    except (OSError, ValueError):
-        return None  # unreadable: decode again and overwrite
-    if (images.dtype != np.uint8 or images.shape[1:] != (32, 32, 3)
-            or labels.dtype != np.int64 or labels.shape != images.shape[:1]):
-        return None
+    images, labels = _read_npy(images_path), _read_npy(labels_path)
+    if (images is None or labels is None or images.dtype != np.uint8 or images.ndim != 4
+            or images.shape[1:] != (32, 32, 3) or labels.dtype != np.int64
+            or labels.shape != images.shape[:1]):
+        return None  # decode again; the cache files are replaced
     return images, labels
 
 
-def _save_cache(cache, key, split, images, labels):
-    """Write both arrays atomically; an OSError (read-only, disk full) only warns."""
-    for path, array in zip(_cache_paths(cache, key, split), (images, labels)):
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-        try:
-            cache.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "xb") as f:
-                np.save(f, array)
-            os.replace(tmp, path)
-        except OSError as e:
-            warnings.warn(f"could not cache CIFAR-10 in {cache} ({e}); set GRADPROBE_CACHE "
-                          "to a writable folder to make later loads fast", stacklevel=3)
-            return
-        finally:
+def _write_npy(path, array):
+    """Write ``array`` to a hidden temporary file beside ``path``, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            np.save(f, array)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):  # on a read-only folder there is nothing to remove
             tmp.unlink(missing_ok=True)
+        raise
+
+
+def _save_cache(cache, key, split, images, labels):
+    """Cache both arrays; an OSError (read-only, disk full) only warns, once per folder."""
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        for path, array in zip(_cache_paths(cache, key, split), (images, labels)):
+            _write_npy(path, array)
+    except OSError as e:
+        _warn_cache(cache, e)
 
 
 def _cached(cache, key, split, decode):
@@ -274,6 +398,61 @@ def _cached(cache, key, split, decode):
     for name, (images, labels) in decoded.items():
         _save_cache(cache, key, name, images, labels)
     return decoded[split]
+
+
+# ----------------------------------------------------------------------------- checks
+
+def _check_full_split(images, labels, split, source):
+    """Refuse anything but the full split: N images, a tenth of them per class."""
+    expected = SPLIT_SIZES[split]
+    per_class = np.bincount(labels, minlength=len(CIFAR10_CLASSES)).tolist()
+    if len(images) == expected and per_class == [expected // len(CIFAR10_CLASSES)] * len(per_class):
+        return
+    counts = (f"{per_class[0]:,} per class" if len(set(per_class)) == 1
+              else "per class " + ", ".join(f"{n:,}" for n in per_class))
+    raise DataError(f"{source} holds {len(images):,} {split} images ({counts}); the full CIFAR-10 "
+                    f"{split} split has {expected:,} "
+                    f"({expected // len(CIFAR10_CLASSES):,} per class). Replace it with the full data "
+                    f"set ({OFFICIAL_ARCHIVE} from {URL}), or pass allow_subset=True to use these "
+                    "images as a subset")
+
+
+_VERIFIED = set()
+
+
+def _md5(path):
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _remember_verified(archive, cache):
+    key = _file_key(archive)
+    _VERIFIED.add(key)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        (cache / f"cifar10-md5ok-{key}").write_text(f"{os.path.abspath(archive)} md5 {MD5}\n")
+    except OSError as e:
+        _warn_cache(cache, e)
+
+
+def _verify_official_archive(archive, cache, allow_subset):
+    """Check an official archive's MD5 once per version of the file (path, size, mtime)."""
+    key = _file_key(archive)
+    if key in _VERIFIED or (cache / f"cifar10-md5ok-{key}").is_file():
+        return
+    try:
+        digest = _md5(archive)
+    except OSError as e:
+        raise DataError(f"{archive} cannot be read ({e})") from e
+    if digest == MD5:
+        _remember_verified(archive, cache)
+    elif not allow_subset:
+        raise DataError(f"{archive} is truncated or corrupt, or not the official release (md5 "
+                        f"{digest}, expected {MD5}). Delete it and download or copy it again from "
+                        f"{URL}; or, to use its batches as a subset, pass allow_subset=True")
 
 
 # ----------------------------------------------------------------------------- official release
@@ -415,7 +594,9 @@ def _load_image_tar(archive, split, cache):
     return _cached(cache, _file_key(archive), split, decode)
 
 
-def _load_image_folder(folder, split, cache):
+def _image_folder_items(folder, split):
+    """``(items, key)`` of ``folder/split/<class>/``: the images to decode, and the cache key of
+    the split's path and each image's class, name, size and modification time."""
     items, entries = [], [os.path.abspath(folder / split)]
     for label, cls in enumerate(CIFAR10_CLASSES):
         class_dir = folder / split / cls
@@ -430,7 +611,12 @@ def _load_image_folder(folder, split, cache):
                 items.append((label, entry.name, entry.path, entry.path))
         if not items or items[-1][0] != label:
             raise DataError(f"class folder {class_dir} holds no .jpg or .png images")
-    return _cached(cache, _key(*sorted(entries)), split,
+    return items, _key(*sorted(entries))
+
+
+def _load_image_folder(folder, split, cache):
+    items, key = _image_folder_items(folder, split)
+    return _cached(cache, key, split,
                    lambda: {split: _decode_split(items, f"decoding {folder / split}")})
 
 
@@ -469,5 +655,7 @@ def _download(root, cache):
                             f"again, or place {OFFICIAL_ARCHIVE} in {root} by hand")
         os.replace(tmp, dest)
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+    _remember_verified(dest, cache)
     return dest
