@@ -32,14 +32,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 WIDE, NARROW = 1400, 400
-# Executed notebooks to build the book from, until the smoke run of tests/test_notebooks.py is a
-# shared fixture (tests/conftest.py): $GRADPROBE_BOOK_EXECUTED, else the baseline smoke run of this
-# machine, else a smoke run made here.
-BASELINE = Path("/work/baseline/smoke")
 # How a chapter's claims table is recognised: a <table> whose header row contains this text, and,
 # once the claims tables carry it (MyST's :::{table} with :class: claims), this class.
 CLAIMS_TABLE_HEADER = "this book"
-CLAIMS_TABLE_CLASS: str | None = None
+CLAIMS_TABLE_CLASS: str | None = "gradprobe-claims"   # gradprobe.book.claims.ClaimsTable._repr_html_
 # Alt text that says nothing: an image hash or a file name.
 MEANINGLESS_ALT = re.compile(r"[0-9a-f]{16,}|\.(png|jpe?g|gif|svg|webp)$", re.IGNORECASE)
 PIPE_ROW = re.compile(r"^\s*\|.*\|.*\|\s*$")
@@ -58,46 +54,7 @@ def _unavailable(why: str):
 
 
 # ---------------------------------------------------------------------------- the book under test
-
-def _runner():
-    """gradprobe's book runner (run and build), wherever the library keeps it."""
-    try:
-        from gradprobe.book import runner
-    except ImportError:  # before the move into sub-packages
-        from gradprobe import book as runner
-    return runner
-
-
-def build_book(executed: Path, root: Path) -> Path:
-    """Lay out a book root from a folder of executed notebooks and build it, as
-    tests/test_notebooks.py::test_book_builds_with_figures_and_bibliography does; return the HTML
-    folder."""
-    root.mkdir(parents=True, exist_ok=True)
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(ROOT / name, root / name)
-    shutil.copytree(ROOT / "book", root / "book")
-    shutil.copytree(executed, root / "executed", ignore=shutil.ignore_patterns("*.json"))
-    (root / "notebooks").mkdir(exist_ok=True)
-    _runner().build(root)
-    return root / "_build" / "html"
-
-
-def _executed_notebooks(tmp_path_factory) -> Path:
-    source = os.environ.get("GRADPROBE_BOOK_EXECUTED")
-    if source:
-        return Path(source)
-    if BASELINE.is_dir():
-        return BASELINE
-    out = tmp_path_factory.mktemp("browser-smoke") / "executed"
-    _runner().run("smoke", root=ROOT, out=out, force=True)
-    return out
-
-
-@pytest.fixture(scope="session")
-def built_book(tmp_path_factory) -> Path:
-    """The HTML folder of a book built from executed notebooks."""
-    return build_book(_executed_notebooks(tmp_path_factory), tmp_path_factory.mktemp("browser-book") / "root")
-
+# ``built_book`` (tests/conftest.py): the HTML book built from the smoke run of every notebook.
 
 # ------------------------------------------------------------------------------ serving, browsing
 
