@@ -139,3 +139,47 @@ def test_errors(kwargs, match):
 def test_pool_positions():
     assert pool_positions(vgg("vgg19")) == [2, 4, 8, 12]  # the last pool has no norm after it
     assert pool_positions(vgg([4, "M", 4, 4, "M"])) == [1]
+
+
+def test_group_size_sets_channels_per_group():
+    model = vgg([8, "M", 16], norm="group", group_size=4)
+    assert [(n.num_groups, n.num_channels) for n in model.norms()] == [(2, 8), (4, 16)]
+    with pytest.raises(ValueError, match="does not divide"):
+        vgg([6], norm="group", group_size=4)
+    with pytest.raises(ValueError, match="group_size is for norm='group'"):
+        vgg([8], norm="batch", group_size=4)
+
+
+def test_load_checkpoint_accepts_files_without_num_batches_tracked(tmp_path, tv_state):
+    """Weights saved by torch before 0.4.1 (older torchvision files) have no BatchNorm counters;
+    torch's own strict load accepts them, and so must the loader."""
+    old = {k: v for k, v in tv_state.items() if not k.endswith("num_batches_tracked")}
+    assert len(old) == len(tv_state) - 16
+    with torch.device("meta"):
+        reference = vgg("vgg19", norm="batch", head="imagenet", num_classes=1000)
+    reference.load_state_dict(old, strict=True, assign=True)      # torch: accepted
+    path = tmp_path / "old_vgg19_bn.pth"
+    torch.save(old, path)
+    model = load_checkpoint(path)
+    expected = [tv_state[f"features.{i}.running_var"].mean().sqrt() for i in range(1, 53)
+                if f"features.{i}.running_var" in tv_state]
+    torch.testing.assert_close(bn_running_std(model), torch.stack(expected))
+    assert all(int(m.num_batches_tracked) == 0 for m in model.norms())
+    missing = {k: v for k, v in old.items() if k != "features.1.running_var"}  # a real key still counts
+    torch.save(missing, tmp_path / "missing.pth")
+    with pytest.raises(ValueError, match=r"missing keys: features\.1\.running_var"):
+        load_checkpoint(tmp_path / "missing.pth")
+
+
+def test_average_pool_layout():
+    cfg = [8, "M", 16, "M", 16]
+    maxed, averaged = vgg(cfg, generator=torch.Generator().manual_seed(0)), vgg(cfg, pool="avg",
+                                                                               generator=torch.Generator().manual_seed(0))
+    assert [type(m).__name__ for m in averaged.features if "Pool" in type(m).__name__] == ["AvgPool2d"] * 2
+    assert pool_positions(averaged) == pool_positions(maxed) == [1, 2]
+    assert list(averaged.state_dict()) == list(maxed.state_dict())  # pools have no parameters
+    x = torch.randn(2, 3, 8, 8)
+    assert averaged(x).shape == maxed(x).shape == (2, 10)
+    with pytest.raises(ValueError, match="unknown pool 'min'"):
+        vgg(cfg, pool="min")
+

@@ -6,4 +6,5 @@
 - :mod:`gradprobe.networks.resnet`  He et al.'s CIFAR ResNets (depth 6n+2, option-A shortcuts)
 - :mod:`gradprobe.networks.vgg`     VGG-style conv nets with torchvision's parameter names
 - :mod:`gradprobe.networks.vit`     a small Vision Transformer with LayerNorm
+- :mod:`gradprobe.networks.swin`    a small Swin Transformer: windowed, shifted attention with LayerNorm
 """

@@ -29,7 +29,7 @@ import math
 import torch
 from torch import nn
 
-from ..checks import is_int, one_of, positive_int
+from ..checks import is_int, positive_int
 
 __all__ = ["RESNET_LAYERS", "BasicBlock", "Bottleneck", "ResNet", "imagenet_resnet", "resnet50", "PreActBasicBlock",
            "PreActBottleneck", "PreActResNet", "preact_resnet", "resnet_parameter_count"]
