@@ -153,3 +153,66 @@ def test_tracker_records_every_n_steps():
     assert tracker.steps == [0, 2, 4] and tracker.table().shape == (3, 4)
     with pytest.raises(ValueError, match="every"):
         gsc.GSCTracker(torch.randn(2, 6), every=0)
+
+
+# ----------------------------------------------------------------------------- pseudo-linearity, cosine, cross term
+def test_pseudo_linearity_of_linear_relu_and_collapsed_units():
+    import math
+
+    from gradprobe.measure.gsc import pseudo_linearity
+    z = torch.randn(200_000, 3, generator=torch.Generator().manual_seed(0))
+    # a linear (or affine) function is exactly its own best fit
+    assert float(pseudo_linearity(z, lambda t: 3 * t - 1)) == pytest.approx(0.0, abs=1e-6)
+    # ReLU on N(0, 1): residual variance Var(relu) − Cov²/Var(z) = 1/2 − 1/(2π) − 1/4, over E[z²] = 1
+    assert float(pseudo_linearity(z, torch.relu)) == pytest.approx(math.sqrt(0.25 - 1 / (2 * math.pi)), abs=0.005)
+    # all inputs on one side of the kink (a collapsed ReLU unit), or a dead unit: linear
+    assert float(pseudo_linearity(z.abs() + 1, torch.relu)) == pytest.approx(0.0, abs=1e-6)
+    assert float(pseudo_linearity(-z.abs() - 1, torch.relu)) == 0.0
+    # the measure is scale-free for ReLU
+    assert float(pseudo_linearity(7 * z, torch.relu)) == pytest.approx(float(pseudo_linearity(z, torch.relu)), rel=1e-4)
+    with pytest.raises(ValueError, match="at least 3 inputs"):
+        pseudo_linearity(torch.ones(2, 4), torch.relu)
+
+
+def test_input_cosine_against_every_pair():
+    from gradprobe.measure.gsc import input_cosine
+    z = torch.randn(7, 5, generator=torch.Generator().manual_seed(1))
+    u = z / z.norm(dim=1, keepdim=True)
+    pairs = [float(u[i] @ u[j]) for i in range(7) for j in range(7) if i != j]
+    assert float(input_cosine(z)) == pytest.approx(sum(pairs) / len(pairs), abs=1e-6)
+    assert float(input_cosine(torch.ones(4, 3) * torch.tensor([[1.0], [2.0], [3.0], [0.5]]))) == pytest.approx(1.0)
+    assert float(input_cosine(torch.eye(4))) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="at least 2 inputs"):
+        input_cosine(torch.ones(1, 3))
+
+
+def test_domain_stats_geometry_is_optional():
+    from gradprobe.measure.gsc import domain_stats
+    net = mlp(6, 16, "relu", generator=torch.Generator().manual_seed(0))
+    x = torch.randn(32, 16, generator=torch.Generator().manual_seed(1))
+    plain = domain_stats(net, x)
+    assert plain.pseudo_linearity is None and plain.cosine is None
+    full = domain_stats(net, x, geometry=True)
+    assert full.pseudo_linearity.shape == full.cosine.shape == (6,) and torch.equal(full.std, plain.std)
+    assert bool((full.cosine[1:] >= full.cosine[0] - 0.05).all())   # ReLU layers align the inputs
+
+
+def test_pythagorean_cross_term_spread_is_one_over_effective_dimension():
+    from gradprobe.measure.gsc import pythagorean_cross_term
+    g = torch.Generator().manual_seed(2)
+    s, h = torch.randn(12, 20, generator=g), torch.relu(torch.randn(12, 20, generator=g) + 0.5)
+    w = torch.randn(20, 20, generator=g)
+    cos, d_eff = pythagorean_cross_term(s, h, h @ w.T)
+    r = h @ w.T
+    assert cos == pytest.approx(float((s * r).sum() / (s.norm() * r.norm())), rel=1e-5)
+    assert d_eff == pytest.approx(20 * float(s.pow(2).sum() * h.pow(2).sum() / (s.T @ h).pow(2).sum()), rel=1e-5)
+    # every input mapped to one direction: d_eff is the width, its lower bound
+    one = torch.randn(1, 20, generator=g).repeat(12, 1)
+    assert pythagorean_cross_term(one, one.abs(), one @ w.T)[1] == pytest.approx(20.0, rel=1e-6)
+    assert d_eff >= 20
+    # over Gaussian last weights, cos·√d_eff has unit variance (mean square within sampling error)
+    z = torch.tensor([pythagorean_cross_term(s, h, h @ torch.randn(20, 20, generator=g).T) for _ in range(1000)])
+    standardized = z[:, 0] * z[:, 1].sqrt()
+    assert abs(float(standardized.mean())) < 0.12 and 0.8 < float(standardized.pow(2).mean()) < 1.2
+    with pytest.raises(ValueError, match="same shape"):
+        pythagorean_cross_term(s, h, torch.ones(12, 3))

@@ -1,6 +1,7 @@
 """gradprobe.measure.linearize: a trained network's top layers linearized around its initial
 weights (torch.func.jvp)."""
 import copy
+import math
 
 import pytest
 import torch
@@ -78,3 +79,38 @@ def test_errors_counts_and_effective_depth():
         linearize.linearized_top(net, init, 99)
     with pytest.raises(ValueError, match="initial_state"):
         linearize.linearized_top(net, {}, 2)
+
+
+def test_effective_depth_kept_measures_against_the_improvement_over_chance():
+    # improvement 0.9 − 0.3 = 0.6; kept: 1, 1, 0.95, 0.75 (at 0, 1, 2, 4 layers): 90% is crossed
+    # between 2 and 4 layers, at 2 + 2·(0.95 − 0.9)/(0.95 − 0.75) = 2.5
+    errors = [0.30, 0.30, 0.33, 0.45]
+    assert linearize.effective_depth_kept(10, [0, 1, 2, 4], errors, chance=0.9) == pytest.approx(7.5)
+    # every count keeps the improvement: the whole grid is linearizable
+    assert linearize.effective_depth_kept(10, [0, 5, 10], [0.3, 0.3, 0.31], chance=0.9) == 0.0
+    # a network that has not left chance has no effective depth (not "all layers")
+    assert math.isnan(linearize.effective_depth_kept(50, [0, 1, 3], [0.85, 0.86, 0.9], chance=0.9))
+    assert linearize.effective_depth_kept(50, [0, 1, 3], [0.85, 0.86, 0.9], chance=0.9, min_improvement=0.01) < 50
+    with pytest.raises(ValueError, match="starting with 0"):
+        linearize.effective_depth_kept(10, [1, 2], [0.3, 0.4], chance=0.9)
+    with pytest.raises(ValueError, match="increasing"):
+        linearize.effective_depth_kept(10, [0, 2, 2], [0.3, 0.4, 0.5], chance=0.9)
+
+
+def test_layer_residuals_see_only_the_layers_that_moved():
+    net = mlp(4, 8, "relu", norm="batch", in_dim=5, out_dim=3, generator=gen())
+    init = copy.deepcopy(net.state_dict())
+    x = torch.randn(16, 5, generator=gen(1))
+    assert torch.allclose(linearize.layer_residuals(net, init, x), torch.zeros(5))
+    with torch.no_grad():
+        net[1].linear.weight.mul_(1.5)       # a rescaling that the BatchNorm after it undoes exactly:
+    ratios = linearize.layer_residuals(net, init, x)
+    assert float(ratios[1]) == pytest.approx(0.0, abs=1e-5)  # the layer's function has not changed
+    with torch.no_grad():
+        net[2].linear.weight.add_(0.3 * torch.randn(8, 8, generator=gen(3)))
+    ratios = linearize.layer_residuals(net, init, x)
+    # only layer 2 has a residual; the layers above see a new input but compute their initial
+    # function of it
+    assert float(ratios[2]) > 0.05 and torch.allclose(ratios[[0, 1, 3, 4]], torch.zeros(4), atol=1e-5)
+    with pytest.raises(ValueError, match="initial_state lacks"):
+        linearize.layer_residuals(net, {}, x)

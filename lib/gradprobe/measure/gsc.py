@@ -35,7 +35,8 @@ from .hooks import hooks, preserved_state, record, weight_layers
 
 __all__ = ["qm_norm", "gsc_from_jacobian", "gsc_exact", "gsc_points", "gsc_profile", "GSCTracker",
            "activation_modules", "preactivation_std", "sign_diversity", "DomainStats", "domain_stats",
-           "dilution", "dilution_prediction", "ResidualCheck", "residual_check", "residual_checks"]
+           "dilution", "dilution_prediction", "ResidualCheck", "residual_check", "residual_checks",
+           "pseudo_linearity", "input_cosine", "pythagorean_cross_term"]
 
 
 def qm_norm(a: torch.Tensor) -> torch.Tensor:
@@ -210,27 +211,66 @@ def sign_diversity(z: torch.Tensor) -> torch.Tensor:
     return (torch.minimum(pos, neg) / (pos + neg).clamp_min(1)).mean()
 
 
+def pseudo_linearity(z: torch.Tensor, fn) -> torch.Tensor:
+    """How far the elementwise function ``fn`` is from linear on the pre-activations ``z``
+    [N, units] of a batch: per unit, the root mean square residual of the best linear fit
+    a + b·z to fn(z) across the inputs, divided by the root mean square of z, averaged over units.
+    0: the unit acts linearly on these inputs (Philipp et al.'s pseudo-linearity, their Figure 5);
+    ReLU on N(0, 1) inputs gives √(1/2 − 1/(2π) − 1/4) ≈ 0.30 for a large batch, tanh on N(0, 1)
+    about 0.17. Scale-free for ReLU; computed in float64."""
+    if z.dim() < 2 or z.shape[0] < 3:
+        raise ValueError(f"need a batch of at least 3 inputs [N, units], got shape {tuple(z.shape)}")
+    z = z.flatten(1).double()
+    a = fn(z)
+    zc, ac = z - z.mean(0), a - a.mean(0)
+    vz, va, cov = zc.pow(2).mean(0), ac.pow(2).mean(0), (zc * ac).mean(0)
+    residual = torch.where(vz > 0, va - cov ** 2 / vz.clamp_min(1e-300), va).clamp_min(0)
+    scale = z.pow(2).mean(0).sqrt()
+    return torch.where(scale > 0, residual.sqrt() / scale.clamp_min(1e-300), torch.zeros_like(scale)).mean().float()
+
+
+def input_cosine(z: torch.Tensor) -> torch.Tensor:
+    """The mean cosine similarity between the vectors of two different inputs of the batch ``z``
+    [N, ...] (rows): 0 for independent high-dimensional inputs, 1 when every input is mapped to the
+    same direction (a collapsed domain). Computed in float64."""
+    if z.dim() < 2 or z.shape[0] < 2:
+        raise ValueError(f"need a batch of at least 2 inputs, got shape {tuple(z.shape)}")
+    u = z.flatten(1).double()
+    u = u / u.norm(dim=1, keepdim=True).clamp_min(1e-300)
+    n = u.shape[0]
+    return ((u.sum(0).pow(2).sum() - u.pow(2).sum()) / (n * (n - 1))).float()
+
+
 @dataclass(frozen=True)
 class DomainStats:
     """Per nonlinearity layer (input to output): pre-activation standard deviation, sign
-    diversity and quadratic mean over all entries (the forward scale)."""
+    diversity and quadratic mean over all entries (the forward scale); with
+    ``domain_stats(..., geometry=True)`` also the :func:`pseudo_linearity` of the nonlinearity and
+    the :func:`input_cosine` of its pre-activations (else None)."""
 
     std: torch.Tensor
     sign_diversity: torch.Tensor
     qm: torch.Tensor
+    pseudo_linearity: torch.Tensor | None = None
+    cosine: torch.Tensor | None = None
 
 
 @torch.no_grad()
-def domain_stats(model: nn.Module, x: torch.Tensor) -> DomainStats:
+def domain_stats(model: nn.Module, x: torch.Tensor, geometry: bool = False) -> DomainStats:
     """:func:`preactivation_std`, :func:`sign_diversity` and the root mean square of the input of
-    every nonlinearity of ``model`` on the batch ``x`` (BatchNorm's running statistics kept)."""
+    every nonlinearity of ``model`` on the batch ``x`` (BatchNorm's running statistics kept); with
+    ``geometry=True`` also :func:`pseudo_linearity` and :func:`input_cosine`."""
     acts = activation_modules(model)
     with record(model, acts, inputs=True) as rec, preserved_state(model):
         model(x)
     seen = rec.inputs
+    extra = {}
+    if geometry:
+        extra = dict(pseudo_linearity=torch.stack([pseudo_linearity(z, m.fn) for m, z in zip(acts, seen)]).cpu(),
+                     cosine=torch.stack([input_cosine(z) for z in seen]).cpu())
     return DomainStats(std=torch.stack([preactivation_std(z) for z in seen]).cpu(),
                        sign_diversity=torch.stack([sign_diversity(z) for z in seen]).cpu(),
-                       qm=torch.stack([z.pow(2).mean().sqrt() for z in seen]).cpu())
+                       qm=torch.stack([z.pow(2).mean().sqrt() for z in seen]).cpu(), **extra)
 
 
 # --------------------------------------------------------------------------- dilution
@@ -306,3 +346,24 @@ def residual_checks(model: nn.Module, x: torch.Tensor, probes: int = 4,
         model(x)
     with preserved_state(model):
         return [residual_check(b.residual, z, probes, generator) for b, z in zip(blocks, rec.inputs)]
+
+
+def pythagorean_cross_term(skip: torch.Tensor, hidden: torch.Tensor, residual: torch.Tensor) -> tuple[float, float]:
+    """The cross term of the Pythagorean equation ‖s + r‖² = ‖s‖² + ‖r‖² + 2⟨s, r⟩ of a residual
+    block whose branch ends in a linear map, r = W h (rows: inputs of the batch): returns
+    ``(cos, d_eff)`` with cos = ⟨s, r⟩/(‖s‖ ‖r‖) and the effective dimension
+    d_eff = n_out ‖s‖² ‖h‖² / ‖sᵀh‖²_F (n_out: the width of r).
+
+    If W has independent zero-mean Gaussian entries of variance σ², independent of s and h (as at
+    initialization), then given s and h, ⟨s, r⟩ = ⟨W, sᵀh⟩ is Gaussian with mean 0 and variance
+    σ²‖sᵀh‖²_F, and E‖r‖² = σ² n_out ‖h‖², so cos is close to N(0, 1/d_eff): the Pythagorean error
+    ‖s+r‖²/(‖s‖²+‖r‖²) − 1 = 2 cos·k/(k² + 1) (k = ‖s‖/‖r‖) is unbiased, with a spread set by
+    d_eff. d_eff is n_out·N when the N inputs' vectors are unrelated and n_out when they are all
+    parallel (a collapsed domain)."""
+    s, h, r = skip.flatten(1).double(), hidden.flatten(1).double(), residual.flatten(1).double()
+    if not (s.shape == r.shape and h.shape[0] == s.shape[0]):
+        raise ValueError(f"skip and residual must have the same shape and hidden as many rows, got "
+                         f"{tuple(skip.shape)}, {tuple(residual.shape)} and {tuple(hidden.shape)}")
+    cos = float((s * r).sum() / (s.norm() * r.norm()))
+    d_eff = float(r.shape[1] * s.pow(2).sum() * h.pow(2).sum() / (s.T @ h).pow(2).sum())
+    return cos, d_eff

@@ -16,6 +16,7 @@ network's trained nonlinear depth starts; :func:`effective_depth` turns it into 
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 
 import torch
@@ -25,7 +26,7 @@ from torch.func import functional_call, jvp, replace_all_batch_norm_modules_
 from ..checks import is_int
 
 __all__ = ["LinearizedTop", "linearized_top", "linearized_errors", "linear_layers_in_top", "children_for_layers",
-           "effective_depth"]
+           "effective_depth", "effective_depth_kept", "layer_residuals"]
 
 
 class LinearizedTop(nn.Module):
@@ -122,3 +123,53 @@ def effective_depth(total_linear_layers: int, linearized_linear_layers, errors, 
             break
         best = count
     return total_linear_layers - best
+
+
+def effective_depth_kept(total_linear_layers: int, linearized_linear_layers, errors, chance: float,
+                         keep: float = 0.9, min_improvement: float = 0.2) -> float:
+    """Effective depth measured against the improvement over chance: ``total − m*``, where m* is
+    the number of top linear layers at which linearizing them first keeps less than ``keep`` of
+    the network's improvement over chance, chance − errors[0] (linearly interpolated between the
+    counts given; every count when all keep it). NaN when the network has not improved on
+    ``chance`` by at least ``min_improvement`` (an untrained network has no effective depth to
+    measure). Errors and chance are fractions; the first count must be 0."""
+    counts, errors = [float(c) for c in linearized_linear_layers], [float(e) for e in errors]
+    if len(counts) != len(errors) or not counts or counts[0] != 0:
+        raise ValueError("give one error per count, starting with 0 layers linearized")
+    if any(b <= a for a, b in zip(counts, counts[1:])):
+        raise ValueError(f"linearized_linear_layers must be increasing, got {counts}")
+    if not 0 < keep <= 1:
+        raise ValueError(f"keep must be in (0, 1], got {keep}")
+    improvement = chance - errors[0]
+    if not improvement >= min_improvement:
+        return math.nan
+    kept = [(chance - e) / improvement for e in errors]
+    best = counts[-1]
+    for i in range(1, len(counts)):
+        if kept[i] < keep:
+            c0, c1, k0, k1 = counts[i - 1], counts[i], kept[i - 1], kept[i]
+            best = c0 + (c1 - c0) * (k0 - keep) / (k0 - k1)
+            break
+    return total_linear_layers - best
+
+
+@torch.no_grad()
+def layer_residuals(model: nn.Module, initial_state: dict, x: torch.Tensor) -> torch.Tensor:
+    """Philipp et al.'s residual trick on a trained network: every child g of ``model`` is its
+    initial function plus a residual, g(h; θ) = g(h; θ⁰) + r(h). For each child, on the input h it
+    receives in the trained network on the batch ``x``, returns ‖r(h)‖ / ‖g(h; θ⁰)‖ (the inverse
+    of the dilution k of a residual block). BatchNorm uses the batch's statistics."""
+    work = copy.deepcopy(model)
+    replace_all_batch_norm_modules_(work)
+    params = dict(work.named_parameters())
+    missing = [n for n in params if n not in initial_state]
+    if missing:
+        raise ValueError(f"initial_state lacks {missing[0]!r}: pass model.state_dict() taken at initialization")
+    ratios, h = [], x
+    for index, (name, child) in enumerate(work.named_children()):
+        own = {n: initial_state[f"{name}.{n}"].to(h.device) for n, _ in child.named_parameters()}
+        out = child(h)
+        initial = functional_call(child, own, (h,)) if own else out
+        ratios.append(float((out - initial).norm() / initial.norm().clamp_min(1e-30)))
+        h = out
+    return torch.tensor(ratios)
