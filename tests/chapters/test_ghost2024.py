@@ -1,4 +1,4 @@
-"""gradprobe.chapters.ghost2024: the drivers, figures and claims of the ghost chapter, at tiny sizes."""
+"""gradprobe.chapters.ghost2024: drivers, figures and claims of the ghost chapter, at tiny sizes."""
 import math
 
 import matplotlib.pyplot as plt
@@ -8,31 +8,216 @@ import torch
 from torch import nn
 
 import gradprobe
-from gradprobe.book.scales import settings
+from gradprobe.book.claims import ERRATUM, FAILS, HOLDS, MACHINERY, NOT_TESTABLE, PAPER
+from gradprobe.book.page import Page
+from gradprobe.book.scales import SCALES, settings
 from gradprobe.chapters import ghost2024 as G
-from gradprobe.data.cifar10 import DataError, cifar10
-from gradprobe.measure.stats import network_ratios
-from gradprobe.measure.repeats import repeated_gradient_norms
-from gradprobe.networks.mlp import mlp, scaled_residual_net
+from gradprobe.measure.repeats import repeated_gradient_norms, repeated_signals
+from gradprobe.networks.mlp import scaled_residual_net
 from gradprobe.theory import gaussian
 from gradprobe.theory.distributions import DISTRIBUTIONS
-from gradprobe.theory.operators import OPERATORS, batchnorm_z_moments
+from gradprobe.theory.operators import batchnorm_z_moments
+
+ALPHA = math.sqrt(math.pi / (math.pi - 1))
+TINY_BOOK = dict(depth=12, width=32, batch=64, repeats=8, repeats_fig3=6, chunk=4, depths=(8, 16), repeats_depth=3,
+                 sweep_widths=(16, 32), sweep_batches=(16, 64), repeats_sweep=3, repeats_b6=3, op_samples=2048,
+                 op_repeats=3, op_features=1024, b17_blocks=(2, 4), b17_width=16, b17_repeats=3, vgg_divisor=8,
+                 image_size=32, seeds=2, train_images=64, train_steps=2, train_batch=16, lr=0.05, calib_images=32,
+                 test_images=32)
+TINY = settings("book", book=TINY_BOOK)
 
 
 def gen(n=0):
     return torch.Generator().manual_seed(n)
 
 
-@pytest.mark.parametrize("dist", DISTRIBUTIONS)
-def test_relu_b14(dist):
-    out = G.relu_b14(dist, 400_000, gen(8))
-    assert out["var"] == pytest.approx(out["exact_var"], abs=0.01)
-    assert out["var"] <= out["bound"] and out["bound"] < out["backward"]
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
 
 
-def test_batchnorm_z_has_the_exact_moments():
+@pytest.fixture
+def page(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return Page("ghost2024", "book", 0, "cpu")
+
+
+def rows(page):
+    return {r.name: r for r in page.claims.rows}
+
+
+def labelled(fig) -> bool:
+    return all(ax.get_xlabel() and ax.get_title() for ax in fig.axes) and fig.axes[0].get_ylabel() != ""
+
+
+# ---------------------------------------------------------------- settings and rates
+def test_settings_at_every_scale_and_cost_grows_with_scale():
+    costs = [G.cost(G.settings(s)) for s in SCALES]
+    assert 0 < costs[0] < costs[1] < costs[2]
+    paper = G.settings("paper")
+    assert (paper.depth, paper.width, paper.batch, paper.repeats) == (20, 256, 128, 4096)  # Section 2
+    assert G.settings("book").image_size == 32  # no 1×1 maps in Figure 1 (right)
+
+
+def test_rates_per_repeat_recovers_a_geometric_profile():
+    k = torch.arange(12, dtype=torch.float64)
+    norms = torch.stack([3.0 * 1.2 ** -k, 0.5 * 1.05 ** -k])
+    assert G.rates_per_repeat(norms) == pytest.approx([1.2, 1.05], rel=1e-12)
+    with pytest.raises(ValueError, match="repeats, layers"):
+        G.rates_per_repeat(torch.ones(5))
+
+
+# ---------------------------------------------------------------- Figure 1 (left) and Figure 2
+@pytest.fixture(scope="module")
+def norms():
+    return G.measure_figure1_left(TINY, gradprobe.seed(0), "cpu")
+
+
+def test_figure1_left_is_plain_then_resnet_from_the_weight_stream(norms):
+    g = gradprobe.seed(0).weights
+    shape = dict(depth=12, width=32, batch=64, chunk=4, device="cpu", generator=g)
+    assert torch.equal(norms.plain, repeated_gradient_norms(8, residual=False, **shape))
+    assert torch.equal(norms.resnet, repeated_gradient_norms(8, residual=True, **shape))
+    assert norms.plain_rates.mean() == pytest.approx(ALPHA, rel=0.03)
+    assert 1 < norms.resnet_rates.mean() < norms.plain_rates.mean()
+
+
+def test_figure2_prediction_is_anchored_at_the_last_layer(norms):
+    k = torch.arange(1, 13, dtype=torch.float64)
+    assert torch.allclose(norms.predicted, norms.plain_mean[-1] * ALPHA ** (12 - k), rtol=1e-12)
+    assert norms.deviation[-1] == 0
+    expected = (norms.plain[:, 0] / norms.plain[:, -1]).numpy() / ALPHA ** 11
+    assert norms.first_over_predicted == pytest.approx(expected)
+
+
+def test_figure1_left_rows_decide_on_the_excess_rate(norms, page):
+    G.check_figure1_left(page, norms)
+    G.check_figure2(page, norms)
+    r = rows(page)
+    rate = r["PlainNet20: gradient norm grows by α = √(π/(π−1)) per layer (excess rate α − 1)"]
+    assert rate.verdict == HOLDS and rate.kind == PAPER and rate.section == "ghost2024-fig1-left"
+    assert rate.check.value == pytest.approx(norms.plain_rates.mean() - 1)
+    assert all(x.source.startswith("ghost2024, ") and x.quote for x in page.claims.rows)
+    # no explosion: the same rows fail
+    flat = G.NormsAtInit(torch.ones(8, 12, dtype=torch.float64) + 0.01 * torch.rand(8, 12, dtype=torch.float64,
+                                                                                   generator=gen(1)),
+                         torch.ones(8, 12, dtype=torch.float64))
+    other = Page("ghost2024", "book", 0, "cpu")
+    G.check_figure1_left(other, flat)
+    G.check_figure2(other, flat)
+    assert [x.verdict for x in other.claims.rows] == [FAILS, FAILS]
+
+
+def test_figure1_left_and_figure2_draw(norms):
+    fig = G.figure1_left(norms)
+    (ax,) = fig.axes
+    assert labelled(fig) and ax.get_yscale() == "log" and len(ax.collections) == 2  # ±2 SE bands
+    assert np.allclose(ax.get_lines()[0].get_ydata(), norms.plain_mean.numpy())
+    assert all(float(t) == int(t) for t in ax.get_xticks())  # layers are integers
+    fig = G.figure2(norms)
+    assert np.allclose(fig.axes[0].get_lines()[1].get_ydata(), norms.predicted.numpy())
+
+
+# ---------------------------------------------------------------- depth
+@pytest.fixture(scope="module")
+def depth():
+    return G.measure_depth(TINY, gradprobe.seed(2), "cpu")
+
+
+def test_depth_sweep_networks(depth):
+    assert depth.depths == (8, 16)
+    for d in depth.depths:
+        assert np.isnan(depth.weights["ResNet, zero γ", d]).all()  # zero γ: the branches get no gradient
+        assert (depth.stream["ResNet, zero γ", d] <= 1.0 + 1e-6).all()
+        assert depth.stream["ResNet (γ = 1)", d].mean() > depth.stream["ResNet, γ = 1/√L", d].mean()
+    assert depth.stream["plain", 16].mean() > 2 * depth.stream["ResNet (γ = 1)", 16].mean()  # ≈ 19 against ≈ 6.6
+    g = gradprobe.seed(2).weights  # the first measurement is the plain network at depth 8
+    sig = repeated_signals(3, 8, 32, 64, chunk=max(1, 4 * 20 // 8), generator=g, device="cpu")
+    assert depth.stream["plain", 8] == pytest.approx((sig.stream[:, 0] / sig.stream[:, -1]).numpy())
+    assert depth.rate("plain", 16) == pytest.approx(depth.weights["plain", 16] ** (1 / 15))
+    assert list(depth.table().index.get_level_values(0).unique()) == list(G.DEPTH_NETWORKS)
+
+
+def test_depth_rows_and_figure(depth, page):
+    G.check_depth(page, depth)
+    r = rows(page)
+    assert r["ResNet with zero γ: backward signal does not grow at any depth"].verdict == HOLDS
+    assert r["plain network: gradient norm grows by α per layer at 16 layers (excess rate α − 1)"].kind == PAPER
+    assert not any("orders of magnitude" in name for name in r)
+    fig = G.figure_depth(depth)
+    left, right = fig.axes
+    assert labelled(fig) and left.get_yscale() == "log"
+    assert len(right.get_legend().get_texts()) == 4 and len(left.get_legend().get_texts()) == 4  # 3 + α^(L−1)
+
+
+# ---------------------------------------------------------------- Figure 3 and Equation (1)
+def test_eq1_table_quotes_and_the_transcribed_formula():
+    eq1 = G.eq1_table()
+    for act, quoted in G.QUOTED_RATES.items():
+        assert eq1.loc[act, "r = E[σ'²]/Var[σ]"] == pytest.approx(quoted, abs=5e-4)
+    relu_printed = 0.25 / (0.5 - 1 / (2 * math.pi))  # E[relu'] = ½, squared outside the expectation
+    assert eq1.loc["relu", "as transcribed: E[σ']²/Var[σ]"] == pytest.approx(relu_printed, rel=1e-8)
+
+
+@pytest.fixture(scope="module")
+def fig3():
+    return G.measure_figure3(TINY, gradprobe.seed(1), "cpu")
+
+
+def test_figure3_measures_six_curves_and_compares_with_the_right_theory(fig3):
+    assert list(fig3.norms) == [(a, n) for a, _ in G.FIGURE3_ACTIVATIONS for n in ("batch", None)]
+    table = fig3.table()
+    for act, init in G.FIGURE3_ACTIVATIONS:
+        assert table.loc[(act, True), "theory"] == gaussian.norm_rate(act)
+        weight_var = {"he": 2.0, "lecun": 1.0}[init]
+        assert table.loc[(act, False), "theory"] == pytest.approx(gaussian.mean_field(act, weight_var, 12).rate)
+    assert table.loc[("relu", False), "theory"] == pytest.approx(1.0)  # He + ReLU: critical
+    assert table.loc[("relu", True), "rate / layer"] == pytest.approx(ALPHA, rel=0.05)
+    assert abs(table.loc[("relu", False), "rate / layer"] - 1) < 0.03
+
+
+def test_figure3_rows(fig3, page):
+    G.check_figure3(page, fig3, G.eq1_table())
+    r = rows(page)
+    erratum = r["Eq. (1) as transcribed, E[σ'(X)]²/Var[σ(X)], does not give the quoted rates"]
+    assert erratum.kind == ERRATUM and erratum.verdict == HOLDS and "as transcribed" in erratum.note
+    assert r["tanh without BN: the gradient explodes (≥ 1% per layer)"].verdict == HOLDS
+    assert r["relu without BN: the gradient explodes (≥ 1% per layer)"].verdict != HOLDS
+    assert len(page.claims.rows) == 3 + 1 + 3 + 1 + 3
+    # an explosion without BN at 5% per layer would make the ReLU row hold
+    k = torch.arange(12, dtype=torch.float64)
+    fake = dict(fig3.norms)
+    fake["relu", None] = torch.stack([1.05 ** -k * (1 + 0.001 * i) for i in range(6)])
+    other = Page("ghost2024", "book", 0, "cpu")
+    G.check_figure3(other, G.Figure3(fake), G.eq1_table())
+    assert rows(other)["relu without BN: the gradient explodes (≥ 1% per layer)"].verdict == HOLDS
+
+
+def test_figure3_draws_raw_norms_beside_theory(fig3):
+    fig = G.figure3(fig3)
+    left, right = fig.axes
+    assert labelled(fig) and left.get_yscale() == "log"
+    measured = left.get_lines()[0].get_ydata()
+    assert measured == pytest.approx(fig3.norms["selu", "batch"].mean(0).numpy())  # raw, not normalized
+    theory = right.get_lines()[5].get_ydata()  # ReLU without BN: mean field is flat
+    assert theory == pytest.approx(np.full(12, theory[-1]))
+
+
+def test_deviation_sweep():
+    dev = G.measure_deviation(TINY, gradprobe.seed(3), "cpu")
+    assert set(dev.rates) == {(a, w, b) for a, _ in G.FIGURE3_ACTIVATIONS for w, b in
+                              [(16, 128), (32, 128), (32, 16), (32, 64)]}
+    assert dev.relative("tanh", 32, 64) == pytest.approx(dev.rates["tanh", 32, 64] / gaussian.norm_rate("tanh") - 1)
+    fig = G.figure_deviation(dev)
+    assert labelled(fig) and len(fig.axes) == 2
+
+
+# ---------------------------------------------------------------- Appendix B.1
+def test_batchnorm_z_has_the_exact_moments_and_unit_forward_ratio():
     for b in (8, 256):
-        z = G.batchnorm_z(b, 16384, sigma=3.0, generator=gen(b))
+        rf, z = G.batchnorm_z(b, 16384, sigma=3.0, generator=gen(b))
+        assert (rf <= 1).all() and rf.mean() > 1 - 1e-4  # σ_x²/(σ_x² + ε), ε = 10⁻⁵
         assert (z >= -1e-9).all() and (z <= b + 1e-9).all()  # z = B ρ̂², ρ̂ a correlation
         mean, var = batchnorm_z_moments(b)
         assert z.mean().item() == pytest.approx(mean, abs=4 * math.sqrt(var / 16384))
@@ -41,215 +226,144 @@ def test_batchnorm_z_has_the_exact_moments():
         G.batchnorm_z(1)
 
 
-def test_operator_table_has_every_operator_and_agrees():
-    table = G.operator_table(batches=(16, 32), samples=4096, features=2048, generator=gen(3))
-    assert set(table["operator"]) == set(OPERATORS) and (table["operator"] == "batchnorm").sum() == 2
-    for col in ("R_f", "R_b"):
-        rel = ((table[f"{col} measured"] - table[f"{col} theory"]).abs() / table[f"{col} theory"]).max()
-        assert rel < 0.06
+@pytest.fixture(scope="module")
+def ops():
+    return G.measure_operators(4096, 3, batches=(8, 64), features=4096, generator=gen(4))
 
 
-def test_b17_block_matches_prediction_and_network_stays_bounded():
+def test_operators_measure_the_papers_ratios(ops):
+    table = ops.table()
+    assert table.loc[("linear", "W 512×256, He init"), "R_f measured"] == pytest.approx(1.0, abs=0.02)
+    relu = table.loc[("relu", "x ~ N(0, 1)")]
+    assert relu["R_f measured"] == pytest.approx(0.5 - 1 / (2 * math.pi), rel=0.03)
+    assert relu["R_b measured"] == pytest.approx(0.5, rel=0.03)
+    avg = table.loc[("avgpool2x2", "4 iid N(0, 1) per window")]
+    assert (avg["R_f measured"], avg["R_b measured"]) == pytest.approx((0.25, 0.0625), rel=0.03)
+    assert avg["R_b/R_f"] < table.loc[("maxpool2x2", "4 iid N(0, 1) per window"), "R_b/R_f"]
+    assert list(ops.z_table().index) == [8, 64]
+
+
+def test_operator_rows_and_figure(ops, page):
+    G.check_operators(page, ops)
+    kinds = {r.name: r.kind for r in page.claims.rows}
+    assert kinds["average pool 2×2: (R_f, R_b) = (¼, 1/16), Prop. B.4 with D = 1, d = 4"] == MACHINERY
+    assert kinds["max-pool 2×2: R_b = ¼"] == PAPER
+    assert rows(page)["max-pool 2×2: R_f = 0.492 (Var of the max of 4 iid N(0, 1), by quadrature)"].verdict == HOLDS
+    fig = G.figure_b8(ops)
+    (ax,) = fig.axes
+    (paper,) = [line for line in ax.get_lines() if line.get_label().startswith("paper")]
+    assert labelled(fig) and list(paper.get_xdata()) == [8, 64]
+    assert np.allclose(paper.get_ydata(), [1 - 1 / 8, 1 - 1 / 64])
+
+
+# ---------------------------------------------------------------- Assumption B.6, Remark B.9, Corollary B.7
+def test_independence_rows(page):
+    ind = G.measure_independence(TINY, gradprobe.seed(5), "cpu")
+    assert set(ind.signals) == {(a, n, l) for a in ("relu", "tanh") for n in ("batch", None)
+                                for l in ("linear", "square")}
+    top = ind.signals["relu", "batch", "square"].correlation[:, -1]
+    assert (top > 0.5).all()  # ℓ = ½‖x‖²: the top neuron's derivative is the neuron itself
+    G.check_independence(page, ind)
+    r = rows(page)
+    b6 = r["B.6 as used: E[(∂ℓ/∂y)²g'(x)²] = E[(∂ℓ/∂y)²]·E[g'(x)²] (ReLU + BN, every layer)"]
+    factor = ind.signals["relu", "batch", "linear"].independence[:, :-1].mean(dim=1)
+    assert b6.check.value == pytest.approx(float(factor.mean())) and abs(b6.check.value - 1) < 0.05
+    assert r["Cor. B.7: derivative has zero batch mean below the last BN (ℓ = ½‖x⁽ᴸ⁾‖², ReLU)"].verdict == HOLDS
+    assert {x.section for x in page.claims.rows} == {"ghost2024-independence"}
+    assert labelled(G.figure_independence(ind))
+
+
+# ---------------------------------------------------------------- Propositions B.12 and B.14
+@pytest.mark.parametrize("dist", DISTRIBUTIONS)
+def test_relu_b14(dist):
+    out = G.relu_b14(dist, 400_000, gen(8))
+    assert out["var"] == pytest.approx(out["exact_var"], abs=0.01)
+    assert out["var"] <= out["bound"] < out["backward"]
+
+
+def test_b12_b14_tables_and_rows(page):
+    b12 = G.b12_table(("relu", "identity"), ("gaussian",), n=50_000, generator=gen(10))
+    assert b12.loc[b12.activation == "identity", "Var[g(x)]"].item() == pytest.approx(1.0, abs=1e-9)
+    assert b12.loc[b12.activation == "relu", "R_b/R_f"].item() == pytest.approx(math.pi / (math.pi - 1), rel=0.03)
+    samples = G.b14_samples(20_000, 3, gen(11))
+    assert set(samples) == set(DISTRIBUTIONS) and all(len(v) == 3 for v in samples.values())
+    assert samples["uniform"].mean() == pytest.approx(0.5 - 0.75 / 4, abs=0.01)  # E|x| = √3/2
+    G.check_b12_b14(page, samples)
+    assert [x.verdict for x in page.claims.rows] == [HOLDS, HOLDS]
+
+
+# ---------------------------------------------------------------- Proposition B.17
+def test_b17_closed_form():
+    assert G.b17_closed_form(1) == (2.0, pytest.approx(1 + gaussian.RELU_RATE))
+    rf, rb = G.b17_closed_form(4000)
+    assert rb / rf == pytest.approx(2 ** (gaussian.RELU_RATE - 1), rel=1e-3)  # the limit 2^(r−1)
+    assert G.b17_closed_form(3, rate=1.0)[1] == pytest.approx(2.0)  # a linear branch: R_b = R_f
+
+
+def test_b17_block_and_network_match_the_proposition(page):
     g = gen(9)
     net = scaled_residual_net(8, width=32, generator=g)
     out = G.block_ratios(net[0], torch.randn(512, 32, generator=g), torch.randn(512, 32, generator=g))
     for measured, predicted in zip(out["block"], out["predicted"]):
         assert measured == pytest.approx(predicted, rel=0.05)
-    rf, rb = network_ratios(net, repeats=2, generator=g)
-    assert rb / rf < 3
-    prf, prb = network_ratios(mlp(16, 32, "relu", norm="batch", generator=g), repeats=2, generator=g)
-    assert prb / prf > 100  # ≈ 1.467^16 ≈ 460
     with pytest.raises(ValueError, match="ScaledResidualBlock"):
         G.block_ratios(nn.Identity(), torch.zeros(2, 2), torch.zeros(2, 2))
-
-
-def test_tables():
-    b12 = G.b12_table(("relu", "identity"), ("gaussian",), n=50_000, generator=gen(10))
-    assert list(b12["holds"]) == [True, True]
-    assert b12.loc[b12.activation == "identity", "Var[g(x)]"].item() == pytest.approx(1.0, abs=1e-9)
-    assert b12.loc[b12.activation == "relu", "R_b/R_f"].item() == pytest.approx(math.pi / (math.pi - 1), rel=0.03)
-    b14 = G.b14_table(n=50_000, generator=gen(11))
-    assert list(b14["input"]) == list(DISTRIBUTIONS) and b14["holds"].all()
-    sweep = G.b17_sweep(blocks=(2, 4), width=16, repeats=1, batch=64, generator=gen(12))
-    assert list(sweep["layers"]) == [4, 8]
-    assert (sweep["plain R_b/R_f"] > sweep["resnet R_b/R_f"]).all()
-
-
-# ---------------------------------------------------------------- drivers, figures and claims of the notebook
-TINY_BOOK = dict(depth=12, width=32, batch=64, repeats=8, repeats_fig3=4, chunk=4, vgg_divisor=8, resnet_width=4,
-                 image_size=16, train_images=64, train_steps=2, train_batch=16, calib_images=32, test_images=32)
-TINY = settings("book", book=TINY_BOOK)
-
-@pytest.fixture(scope="module")
-def norms():
-    return G.measure_figure1_left(TINY, gradprobe.seed(0), "cpu")
-
-
-@pytest.fixture(scope="module")
-def fig3():
-    return G.measure_figure3(TINY, gradprobe.seed(1), "cpu")
-
-
-@pytest.fixture(scope="module")
-def tables():
-    g = gen(20)
-    return (G.operator_table(batches=(16, 32, 64), samples=4096, features=2048, generator=g),
-            G.b12_table(n=20_000, generator=g), G.b14_table(n=20_000, generator=g),
-            G.b17_sweep(blocks=(2, 4, 8), width=16, repeats=1, batch=64, generator=g))
-
-
-@pytest.fixture
-def in_tmp(tmp_path, monkeypatch):
-    """Figures and claims files go to the working directory: make it a temporary one."""
-    monkeypatch.chdir(tmp_path)
-    yield tmp_path
-    plt.close("all")
-
-
-@pytest.fixture
-def cifar10_available():
-    """Skip (when the test runs, not when tests are collected) unless CIFAR-10 can be loaded."""
-    try:
-        cifar10("test", download=False)
-    except (DataError, OSError) as err:
-        pytest.skip(f"CIFAR-10 not available (set GRADPROBE_DATA): {err}")
-
-
-def labelled(ax) -> bool:
-    return bool(ax.get_xlabel()) and bool(ax.get_ylabel()) and bool(ax.get_title())
-
-
-def fake_trained(growth: float, layers: int = 16) -> G.TrainedBN:
-    """σ flat at initialization and, after 'training', growing by ``growth`` per layer toward the input."""
-    init = torch.ones(layers)
-    trained = growth ** -torch.arange(layers, dtype=torch.float64)
-    return G.TrainedBN([G.VGG, G.RESNET], [2, 4], {G.VGG: init, G.RESNET: init}, {G.VGG: trained, G.RESNET: init},
-                       {G.VGG: 0.5, G.RESNET: 0.5}, {G.VGG: False, G.RESNET: False}, steps=3)
-
-
-def test_figure1_left_draws_plain_then_resnet_and_explodes_at_the_relu_rate(norms):
-    assert norms.plain.shape == norms.resnet.shape == (TINY.repeats, TINY.depth)
-    g = gradprobe.seed(0).weights  # the driver's draws, in its order: all plain networks, then all ResNets
-    shape = dict(depth=TINY.depth, width=TINY.width, batch=TINY.batch, chunk=TINY.chunk, device="cpu", generator=g)
-    assert torch.equal(norms.plain, repeated_gradient_norms(TINY.repeats, residual=False, **shape))
-    assert torch.equal(norms.resnet, repeated_gradient_norms(TINY.repeats, residual=True, **shape))
-    assert norms.plain_fit.rate == pytest.approx(gaussian.norm_rate("relu"), rel=0.03)  # √(π/(π−1)) ≈ 1.211
-    assert 1 < norms.resnet_fit.rate < norms.plain_fit.rate
-    assert norms.growth["PlainNet20"] == pytest.approx(float(norms.plain_mean[0] / norms.plain_mean[-1]))
-    summary = norms.summary().splitlines()
-    assert len(summary) == 2 and f"PlainNet20 {norms.plain_fit.rate:.4g}" in summary[1]
-    with pytest.raises(ValueError, match="depth must be an integer >= 2"):
-        G.measure_figure1_left(settings("book", book={**TINY_BOOK, "depth": 1}),
-                               gradprobe.seed(0), "cpu")
-
-
-def test_figure2_prediction_is_anchored_at_the_last_layer(norms):
-    k = torch.arange(1, TINY.depth + 1, dtype=torch.float64)
-    expected = norms.plain_mean[-1] * gaussian.norm_rate("relu") ** (TINY.depth - k)
-    assert torch.allclose(norms.predicted, expected, rtol=1e-12)
-    assert norms.deviation[-1] == 0 and norms.deviation.max() < 0.15
-    assert f"(at layer {int(norms.deviation.argmax()) + 1})" in norms.prediction_summary()
-
-
-def test_figure1_left_and_figure2_draw_and_save(norms, in_tmp):
-    fig = G.figure1_left(norms)
-    (ax,) = fig.axes
-    assert isinstance(fig, plt.Figure) and labelled(ax) and ax.get_yscale() == "log"
-    assert [line.get_label() for line in ax.get_lines()] == [f"PlainNet20 (mean of {TINY.repeats})",
-                                                             f"ResNet20 (mean of {TINY.repeats})"]
-    assert np.allclose(ax.get_lines()[0].get_ydata(), norms.plain_mean.numpy())
-    assert len(ax.collections) == 2  # the ±2 s.e.m. bands
-    assert (in_tmp / "figures" / "ghost-fig1-left.png").is_file()
-    fig = G.figure2(norms)
-    (ax,) = fig.axes
-    assert labelled(ax) and np.allclose(ax.get_lines()[1].get_ydata(), norms.predicted.numpy())
-    assert (in_tmp / "figures" / "ghost-fig2.png").is_file()
-
-
-def test_figure3_rates_with_batchnorm_follow_corrected_equation_1(fig3):
-    assert list(fig3.norms) == [(a, n) for a, _ in G.FIGURE3_ACTIVATIONS for n in ("batch", None)]
-    assert all(v.shape == (TINY.depth,) for v in fig3.norms.values())
-    rates = fig3.rates.set_index(["activation", "BatchNorm"])
-    assert list(rates.index) == [(a, n == "batch") for a, n in fig3.norms]
-    for act, init in G.FIGURE3_ACTIVATIONS:
-        assert rates.loc[(act, True), "init"] == init
-        assert rates.loc[(act, True), "√r(σ), corrected Eq. (1)"] == gaussian.norm_rate(act)
-    assert rates.loc[("relu", True), "fitted rate / layer"] == pytest.approx(gaussian.norm_rate("relu"), rel=0.05)
-    bn = rates.xs(True, level="BatchNorm")["fitted rate / layer"]
-    assert bn["selu"] < bn["tanh"] < bn["relu"]
-
-
-def test_figure3_draws_both_panels(fig3, in_tmp):
-    fig = G.figure3(fig3)
-    left, right = fig.axes
-    assert labelled(left) and left.get_title() == "Figure 3: with BatchNorm"
-    assert [t.get_text() for t in right.get_legend().get_texts()] == ["selu", "tanh", "relu"]
-    assert len(left.get_lines()) == 3 + 3 + 1  # measured, √r(σ)^(L−k) per activation, the legend's entry
-    assert right.get_lines()[0].get_ydata()[-1] == 1  # normalized by the last layer
-    assert (in_tmp / "figures" / "ghost-fig3.png").is_file()
-
-
-def test_figure_b8_and_b17_plot_the_tables(tables, in_tmp):
-    op_table, _, _, b17 = tables
-    fig = G.figure_b8(op_table)
-    (ax,) = fig.axes
-    assert labelled(ax) and list(ax.get_lines()[0].get_xdata()) == [16, 32, 64]
-    assert np.allclose(ax.get_lines()[1].get_ydata(), [1 - 1 / 16, 1 - 1 / 32, 1 - 1 / 64])
-    assert (in_tmp / "figures" / "ghost-batchnorm.png").is_file()
-    with pytest.raises(ValueError, match="no batchnorm rows"):
-        G.figure_b8(op_table[op_table.operator != "batchnorm"])
+    b17 = G.measure_b17(blocks=(2, 8), width=64, repeats=3, batch=256, generator=gen(12))
+    rf, rb = b17.resnet[8]
+    assert rf.mean() == pytest.approx(2.0, rel=0.05)
+    assert (rb / rf).mean() == pytest.approx(G.b17_closed_form(8)[1] / 2, rel=0.06)
+    assert (b17.plain[8][1] / b17.plain[8][0]).mean() > 100  # ≈ r^16
+    G.check_b17(page, b17)
+    assert len(page.claims.rows) == 3
     fig = G.figure_b17(b17)
-    (ax,) = fig.axes
-    assert labelled(ax) and ax.get_yscale() == "log"
-    assert list(ax.get_lines()[0].get_xdata()) == [4, 8, 16]
-    theory = ax.get_lines()[2].get_ydata()
-    assert theory[1] / theory[0] == pytest.approx(gaussian.RELU_RATE ** 4)
-    assert (in_tmp / "figures" / "ghost-b17.png").is_file()
+    assert labelled(fig) and fig.axes[0].get_yscale() == "log" and fig.axes[1].get_yscale() == "linear"
 
 
-def test_trained_bn_fits_and_summaries():
-    trained = fake_trained(1.1)
-    assert trained.fit(G.VGG).rate == pytest.approx(1.1)
-    assert trained.fit(G.VGG, relative=True).rate == pytest.approx(1.1)
-    assert trained.fit(G.RESNET).rate == pytest.approx(1.0)
-    assert trained.summary().splitlines() == [f"{n}: 3 steps, diverged: False, test accuracy 0.500"
-                                              for n in (G.VGG, G.RESNET)]
-    assert "VGG trained 1.1, at initialization 1, trained/initial 1.1; ResNet-20 trained 1" in trained.rates_summary()
+# ---------------------------------------------------------------- Figure 1 (right)
+def fake_trained(change: float, weight_change: float = 1.0, layers: int = 16) -> G.TrainedBN:
+    """σ at initialization flat; training multiplies layer k (from the output) by change^k."""
+    k = torch.arange(layers - 1, -1, -1, dtype=torch.float64)
+    init = {n: torch.ones(3, layers, dtype=torch.float64) for n in ("sigma", "weight", "gamma", "beta")}
+    noise = 1 + 1e-3 * torch.randn(3, layers, generator=gen(0), dtype=torch.float64)
+    trained = {"sigma": change ** k * noise, "weight": weight_change ** k * noise,
+               "gamma": torch.ones(3, layers, dtype=torch.float64), "beta": torch.zeros(3, layers, dtype=torch.float64)}
+    return G.TrainedBN(init, trained, torch.ones(3, layers, dtype=torch.float64), np.array([0.3, 0.3, 0.3]),
+                       np.array([False] * 3), [2, 4, 8, 12], steps=100)
 
 
-def test_figure1_right_trains_both_networks(cifar10_available, in_tmp):
-    trained = G.train_figure1_right(TINY, gradprobe.seed(0), "cpu")
-    assert trained.names == [G.VGG, G.RESNET] and not trained.checkpoint
-    assert trained.sigma_init[G.VGG].shape == trained.sigma_trained[G.VGG].shape == (16,)  # VGG19's 16 BN layers
-    assert trained.sigma_init[G.RESNET].shape == (19,)  # ResNet-20: stem and 2 per block
-    assert trained.pools == [2, 4, 8, 12]  # the fifth max-pool is dropped on 16×16 images
-    assert not torch.equal(trained.sigma_init[G.VGG], trained.sigma_trained[G.VGG])  # training moved them
-    assert all(0 <= a <= 1 for a in trained.accuracy.values()) and len(trained.summary().splitlines()) == 2
-    again = G.train_figure1_right(TINY, gradprobe.seed(0), "cpu")
-    assert torch.equal(again.sigma_trained[G.RESNET], trained.sigma_trained[G.RESNET])
-    fig = G.figure1_right(trained)
-    vgg_ax, res_ax = fig.axes
-    assert labelled(vgg_ax) and res_ax.get_title() == f"Figure 1 (right): {G.RESNET}"
-    pools = [line.get_xdata()[0] for line in vgg_ax.get_lines()[2:-1]]
-    assert pools == [2.5, 4.5, 8.5, 12.5]
-    assert (in_tmp / "figures" / "ghost-fig1-right.png").is_file()
+def test_figure1_right_rows_follow_the_change_not_the_raw_profile(page):
+    G.check_figure1_right(page, fake_trained(1.05, 1.02))
+    r = rows(page)
+    assert r["training makes σ grow toward the input (growth of σ_trained/σ_init per BN layer)"].verdict == HOLDS
+    assert r["training changes shallow weights more (growth of ‖W_k‖_trained/‖W_k‖_init per conv)"].verdict == HOLDS
+    assert not any(name.startswith("trained plain VGG") for name in r)  # retired: it held at initialization
+    other = Page("ghost2024", "book", 0, "cpu")
+    G.check_figure1_right(other, fake_trained(0.97, 0.98))
+    assert [x.verdict for x in other.claims.rows][:2] == [FAILS, FAILS]
+    smoke = Page("ghost2024", "smoke", 0, "cpu")
+    G.check_figure1_right(smoke, fake_trained(1.05))
+    assert {x.verdict for x in smoke.claims.rows} == {NOT_TESTABLE}
+
+
+def test_pool_jumps_read_sigma_around_each_pool():
+    trained = fake_trained(1.0)
+    sigma = torch.ones(1, 16, dtype=torch.float64)
+    sigma[0, 2] = math.e  # σ jumps up right after the first pool (BN index 2)
+    jumps = trained.pool_jumps(sigma)
+    assert jumps.shape == (1, 4) and jumps[0] == pytest.approx([1.0, 0.0, 0.0, 0.0])
+
+
+def test_figure1_right_trains_stores_and_reuses(cifar10_available, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADPROBE_SWEEPS", str(tmp_path / "sweeps"))
+    monkeypatch.chdir(tmp_path)
+    trained = G.measure_figure1_right(TINY, seed=0)
+    assert trained.init["sigma"].shape == trained.trained["sigma"].shape == (2, 16)  # 2 seeds, VGG19's 16 BN
+    assert trained.init["weight"].shape == (2, 16) and trained.pools == [2, 4, 8, 12]
+    assert not torch.equal(trained.init["sigma"], trained.trained["sigma"])  # training moved them
+    assert not torch.equal(trained.init["sigma"][0], trained.init["sigma"][1])  # two seeds, two networks
+    assert torch.equal(trained.init["gamma"], torch.ones(2, 16, dtype=torch.float64))
+    again = G.measure_figure1_right(TINY, seed=0)  # from the sweep's store
+    assert torch.equal(again.trained["sigma"], trained.trained["sigma"])
+    assert labelled(G.figure1_right(trained)) and len(G.figure1_right_change(trained).axes) == 2
     with pytest.raises(ValueError, match="image_size must be 16 or 32"):
-        G.train_figure1_right(settings("book", book={**TINY_BOOK, "image_size": 8}),
-                              gradprobe.seed(0), "cpu")
-
-
-def test_check_claims_rows_have_sources_and_use_the_results(norms, fig3, tables, in_tmp):
-    claims = G.check_claims(norms, fig3, *tables, fake_trained(1.1))
-    rows = {c.name: c for c in claims.rows}
-    assert len(claims.rows) == 23 and all(c.source.startswith("ghost2024, ") for c in claims.rows)
-    assert rows["PlainNet20 (BN, ReLU) norm growth per layer"].measured == norms.plain_fit.rate
-    assert rows["Figure 2: α^(L−k) predicts the PlainNet curve"].measured == f"max dev {float(norms.deviation.max()):.2%}"
-    assert rows["r(relu) by quadrature, corrected Eq. (1)"].passed
-    assert rows["B.14 (ReLU) on Gaussian, Laplace, uniform"].passed
-    assert not rows["ResNet20 first/last ratio orders of magnitude below PlainNet20's"].passed  # cannot hold at 12 layers
-    grows = rows["the growth comes from training (σ trained / σ at init)"]
-    assert grows.passed and grows.measured == "1.1 per BN layer"
-    flat = {c.name: c for c in G.check_claims(norms, fig3, *tables, fake_trained(1.0)).rows}
-    assert not flat["the growth comes from training (σ trained / σ at init)"].passed
-    assert not flat["trained plain VGG: σ grows toward the input"].passed
-    assert claims.save().name == "ghost2024.claims.json" and (in_tmp / "ghost2024.claims.json").is_file()
+        G.measure_figure1_right(settings("book", book={**TINY_BOOK, "image_size": 8}))

@@ -45,3 +45,14 @@ def test_batchnorm_z_moments():
     assert batchnorm_z_moments(10**6) == pytest.approx((1.0, 2.0), rel=1e-5)  # the paper's E z = 1, Var z = 2
     with pytest.raises(ValueError, match="batch must be an integer >= 3"):
         batchnorm_z_moments(2)
+
+
+def test_average_pool_is_the_linear_map_of_prop_b4():
+    rf, rb = theory_ratios("avgpool2x2")
+    w = torch.full((1, 4), 0.25)                                    # one output from four inputs
+    assert (rf, rb) == pytest.approx(theory_ratios("linear", weight=w))
+    assert rb / rf == pytest.approx(0.25) and rb / rf < theory_ratios("maxpool2x2")[1] / theory_ratios("maxpool2x2")[0]
+    g = torch.Generator().manual_seed(0)
+    x, gy = torch.randn(4096, 8, 8, 8, generator=g), torch.randn(4096, 8, 4, 4, generator=g)
+    assert scaling_ratios(torch.nn.AvgPool2d(2), x, gy) == pytest.approx((rf, rb), rel=0.02)
+

@@ -1,12 +1,13 @@
 """VGG-style plain convolution networks (Simonyan & Zisserman 2015) with torchvision's module names.
 
 One conv layer is ``Conv3x3 -> norm -> activation``; ``"M"`` in the configuration is a 2×2
-max-pool with stride 2 (or, with ``pool="avg"``, a 2×2 average pool: the linear contrast). Modules are named exactly as in ``torchvision.models.vgg``:
-``features.<i>`` (conv, norm, act per layer, then the pools, numbered consecutively), ``avgpool``
-and ``classifier.<i>``. With ``head="imagenet"`` the classifier is torchvision's, so the state dict
-of torchvision's ImageNet ``vgg19_bn`` checkpoint loads with ``load_state_dict(strict=True)``
-(:func:`load_checkpoint`); ``head="cifar"`` is a small head: global average pool + one Linear.
-:func:`pool_positions` says where the max-pools sit among the normalization layers.
+max-pool with stride 2 (or, with ``pool="avg"``, a 2×2 average pool: the linear contrast).
+Modules are named exactly as in ``torchvision.models.vgg``: ``features.<i>`` (conv, norm, act
+per layer, then the pools, numbered consecutively), ``avgpool`` and ``classifier.<i>``. With
+``head="imagenet"`` the classifier is torchvision's, so the state dict of torchvision's ImageNet
+``vgg19_bn`` checkpoint loads with ``load_state_dict(strict=True)`` (:func:`load_checkpoint`);
+``head="cifar"`` is a small head: global average pool + one Linear. :func:`pool_positions` says
+where the pools sit among the normalization layers.
 """
 from __future__ import annotations
 

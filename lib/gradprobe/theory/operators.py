@@ -8,7 +8,8 @@ For an operator y = π(x) with input x, output-gradient ∂ℓ/∂y and input-gr
 where Var[·] is the mean over features of the per-feature variance over the samples (the batch;
 measured by :func:`gradprobe.measure.stats.scaling_ratios`). :func:`theory_ratios` gives the
 paper's values for a linear map (Prop. B.4), BatchNorm (Prop. B.8), ReLU (Prop. B.12) and a 2×2
-max-pool (Remark after Cor. B.15); :func:`batchnorm_z_moments` the exact moments of Prop. B.8's z.
+max-pool (Remark B.16), and for a 2×2 average pool (a linear map, Prop. B.4, for contrast);
+:func:`batchnorm_z_moments` the exact moments of Prop. B.8's z.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from .gaussian import backward_ratio, forward_ratio, max_of_gaussians_variance
 
 __all__ = ["OPERATORS", "theory_ratios", "batchnorm_z_moments"]
 
-OPERATORS = ("linear", "batchnorm", "relu", "maxpool2x2")
+OPERATORS = ("linear", "batchnorm", "relu", "maxpool2x2", "avgpool2x2")
 
 
 def theory_ratios(operator: str, *, weight: torch.Tensor | None = None, sigma: float = 1.0,
@@ -30,6 +31,7 @@ def theory_ratios(operator: str, *, weight: torch.Tensor | None = None, sigma: f
     - ``batchnorm`` (``sigma``, ``batch`` B): (1/σ², (1/σ²)(1 − E z/B)), E z = 1   Prop. B.8
     - ``relu``: (½(1 − 1/π), ½)                                               Prop. B.12
     - ``maxpool2x2``: (Var[max of 4 iid N(0,1)] ≈ 0.492, ¼)                   Remark B.16
+    - ``avgpool2x2``: (¼, 1/16), the mean of 4 iid inputs: W = (¼, ¼, ¼, ¼), D = 1, d = 4 in Prop. B.4
     """
     one_of("operator", operator, OPERATORS)
     if operator == "linear":
@@ -45,6 +47,8 @@ def theory_ratios(operator: str, *, weight: torch.Tensor | None = None, sigma: f
         return 1 / sigma**2, (1 - 1 / batch) / sigma**2
     if operator == "relu":
         return forward_ratio("relu"), backward_ratio("relu")
+    if operator == "avgpool2x2":
+        return 0.25, 0.0625
     return max_of_gaussians_variance(4), 0.25
 
 
