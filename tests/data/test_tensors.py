@@ -52,3 +52,20 @@ def test_mean_subtracted_multiplies_by_the_channel_std(monkeypatch):
     x = torch.ones(2, 3, 4, 4)
     out = tensors.mean_subtracted(x)
     assert out[:, 0].eq(0.25).all() and out[:, 1].eq(0.5).all() and out[:, 2].eq(2.0).all()
+
+
+def test_preprocess_gives_he_et_al_pixel_mean_and_the_other_scales(fake_cifar):
+    images = fake_cifar["train"][0]
+    tensors.pixel_mean.cache_clear()
+    data = tensors.cifar10_tensors()
+    raw = torch.from_numpy(images).permute(0, 3, 1, 2).double() / 255           # [0, 1], by hand
+    mean_image = raw.mean(0)
+    assert torch.allclose(tensors.pixel_mean().double(), mean_image, atol=1e-6)
+    out = tensors.preprocess(data.train_x, "pixel-mean")
+    assert torch.allclose(out.double(), raw - mean_image, atol=1e-5)
+    assert torch.allclose(out.mean(0), torch.zeros(3, 32, 32), atol=1e-5)     # every pixel centred
+    assert torch.equal(tensors.preprocess(data.train_x, "channel-mean"), tensors.mean_subtracted(data.train_x))
+    assert tensors.preprocess(data.train_x, "standardized") is data.train_x
+    with pytest.raises(ValueError, match="'pixel-mean'"):
+        tensors.preprocess(data.train_x, "per-pixel")
+    tensors.pixel_mean.cache_clear()

@@ -1,4 +1,6 @@
 """gradprobe.measure.kernels: measurements at numbered layers of a CIFAR ResNet (Bjorck et al.)."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -64,3 +66,34 @@ def test_top_singular_share():
     m = net(None, depth=14)
     x, y = batch()
     assert kernels.channel_gradient_map(m, x, y, 7).shape == (32, 32)   # [in, out] at a stage-2 conv
+
+
+@pytest.mark.parametrize("norm", [None, "batch"])
+def test_one_pass_gives_the_numbers_of_the_separate_measurements(norm):
+    x, y = batch()
+    model = net(norm, depth=14)
+    found = kernels.one_pass(model, x, y, moment_layers=[1, 7, 14], kernel_layers=[7, 9], sum_layers=[3, 7])
+    for p in model.parameters():
+        assert p.grad is None                                  # cleared, as the separate ones leave it
+    with torch.no_grad():
+        assert found.loss == pytest.approx(float(F.cross_entropy(model(x), y)), rel=1e-6)
+    assert torch.allclose(found.output_grads, kernels.output_gradients(model, x, y), atol=1e-6)
+    moments = kernels.channel_moments(model, x, [1, 7, 14])
+    for k in (1, 7, 14):
+        assert torch.allclose(found.moments[k].mean, moments[k].mean, rtol=1e-5, atol=1e-7)
+        assert torch.allclose(found.moments[k].var, moments[k].var, rtol=1e-5, atol=1e-7)
+    for k in (7, 9):
+        assert torch.allclose(found.kernel_grads[k], kernels.kernel_gradient(model, x, y, k), rtol=1e-5, atol=1e-8)
+    sums = kernels.gradient_sums(model, x, y, [3, 7])
+    for k in (3, 7):
+        assert found.sums[k].a == pytest.approx(sums[k].a, rel=1e-5)
+        assert found.sums[k].b == pytest.approx(sums[k].b, rel=1e-5)
+        assert found.sums[k].summands == sums[k].summands
+    # layer 3 (stage 1) sees 8×8 maps, layer 7 (stage 2, stride 2) 4×4: B·H·W summands
+    assert (sums[3].summands, sums[7].summands) == (16 * 8 * 8, 16 * 4 * 4)
+    assert sums[7].per_summand == pytest.approx((sums[7].a / 256, sums[7].b / 256))
+    assert math.isnan(kernels.GradientSums(1.0, 0.5).per_summand[0])
+    kept = kernels.one_pass(model, x, y, kernel_layers=[7], keep_grads=True)
+    assert torch.equal(layer(model, 7).weight.grad, kept.kernel_grads[7])
+    with pytest.raises(ValueError, match="not a convolution"):
+        kernels.one_pass(model, x, y, sum_layers=[14])

@@ -121,3 +121,35 @@ def test_unnormalized_output_grows_with_depth():
         deep = cifar_resnet(56, None, generator=gen(4))(x).std().item()
     assert deep > 10 * shallow
     assert math.isfinite(deep)
+
+
+def test_init_options_keep_the_default_network_and_change_only_what_they_name():
+    default = cifar_resnet(20, None, generator=gen(5))
+    same = cifar_resnet(20, None, generator=gen(5), classifier_init="xavier", conv_bias=None)
+    assert all(torch.equal(a, b) for a, b in zip(default.parameters(), same.parameters()))
+    # PyTorch's default classifier: the convs are unchanged, the Linear is U(±1/√64) with a drawn bias
+    torch_fc = cifar_resnet(20, None, generator=gen(5), classifier_init="torch")
+    assert all(torch.equal(layer(torch_fc, k).weight, layer(default, k).weight) for k in range(1, 20))
+    bound = 1 / math.sqrt(64)
+    assert torch_fc.fc.weight.abs().max() <= bound and torch_fc.fc.weight.abs().max() > 0.9 * bound
+    assert torch_fc.fc.weight.var().item() == pytest.approx(bound ** 2 / 3, rel=0.3)
+    assert torch_fc.fc.bias.abs().max() <= bound and torch_fc.fc.bias.abs().sum() > 0
+    # conv biases: zero ones leave the function unchanged, PyTorch's shift it; weights stay the same
+    zero_b = cifar_resnet(20, None, generator=gen(5), conv_bias="zero")
+    torch_b = cifar_resnet(20, None, generator=gen(5), conv_bias="torch")
+    for net in (zero_b, torch_b):
+        assert all(torch.equal(layer(net, k).weight, layer(default, k).weight) for k in range(1, 21))
+    assert all(layer(zero_b, k).bias.abs().sum() == 0 for k in range(1, 20))
+    b = layer(torch_b, 5).bias                   # a 16 → 16 conv of stage 1
+    assert b.shape == (16,) and b.abs().max() <= 1 / math.sqrt(16 * 9) and b.abs().sum() > 0
+    x = torch.randn(4, 3, 32, 32, generator=gen(6))
+    with torch.no_grad():
+        assert torch.equal(zero_b(x), default(x))
+        assert not torch.allclose(torch_b(x), default(x))
+    # init="torch": every conv U(±1/√fan_in), variance 1/(3 fan_in)
+    torch_all = cifar_resnet(110, None, init="torch", generator=gen(7))
+    assert layer(torch_all, 55).weight.var().item() == pytest.approx(1 / (3 * 32 * 9), rel=0.1)
+    with pytest.raises(ValueError, match="'zero'"):
+        cifar_resnet(20, conv_bias="uniform")
+    with pytest.raises(ValueError, match="'torch'"):
+        cifar_resnet(20, classifier_init="default")

@@ -91,3 +91,19 @@ def test_condition_number_grows_with_depth():
     assert kappa.shape == (3, 3) and (kappa >= 1).all()
     assert med[0] < med[1] < med[2]
     assert med[2] / med[0] > 100
+
+
+def test_condition_growth_is_the_lyapunov_gap_and_matches_nested_products():
+    from gradprobe.theory.random_matrices import condition_growth
+    # N = 2: ψ(1) − ψ(1/2) = 2 ln 2, so the growth per factor is exactly 2
+    assert condition_growth(2) == pytest.approx(2.0, rel=1e-12)
+    assert condition_growth(200) == pytest.approx(26.62, rel=1e-3)
+    assert condition_growth(500) / math.sqrt(500) == pytest.approx(math.exp(0.5 * (math.log(0.5) + 1.9635)), rel=2e-3)
+    # 2 × 2 products: the log condition number of a chain grows by ln 2 per factor on average
+    kappa = condition_numbers(list(range(1, 21)), N=2, repeats=200, generator=torch.Generator().manual_seed(3),
+                              nested=True)
+    assert np.isfinite(kappa).all() and (np.diff(np.log(kappa), axis=0).mean(axis=1) > 0).mean() > 0.8
+    slopes = np.polyfit(np.arange(1, 21), np.log(kappa), 1)[0]
+    assert slopes.mean() == pytest.approx(math.log(2), abs=4 * slopes.std() / math.sqrt(200))
+    with pytest.raises(ValueError, match="increasing"):
+        condition_numbers([3, 1], N=10, nested=True)

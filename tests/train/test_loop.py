@@ -65,3 +65,14 @@ def test_fit_refuses_bad_arguments():
         train.fit(net, x, y[:15], steps=1, batch_size=4, optimizer=opt)
     with pytest.raises(ValueError, match="eval_every needs eval_data"):
         train.fit(net, x, y, steps=1, batch_size=4, optimizer=opt, eval_every=1)
+
+
+def test_on_forward_sees_every_output_also_the_diverging_one():
+    x, y = _toy()
+    net = nn.Linear(2, 2)
+    seen = []
+    hist = train.fit(net, x, y, steps=30, batch_size=32, optimizer=torch.optim.SGD(net.parameters(), lr=1e6),
+                     generator=torch.Generator().manual_seed(1), diverge_above=1e3,
+                     on_forward=lambda s, out, yb: seen.append((s, out.shape, out.requires_grad, len(yb))))
+    assert hist.diverged and [s for s, *_ in seen] == list(range(hist.steps))
+    assert all(shape == (32, 2) and not grad and n == 32 for _, shape, grad, n in seen)

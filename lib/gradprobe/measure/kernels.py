@@ -10,6 +10,7 @@ BN or activation, the O of the paper's Eq. (4)).
 - :func:`gradient_sums`              Table 1's a = Σ|d| and b = |Σ d| (Eq. 4)
 - :func:`output_gradients`           ∂L_b/∂O_{b,j} of the logits (Fig. 6)
 - :func:`channel_gradient_map`       M_{i,o} = Σ_{x',y'} |∂L/∂K_{o,i,x',y'}| (Fig. 7), :func:`top_singular_share`
+- :func:`one_pass`                   all of the above from one forward and backward pass
 
 NaN and infinity are data here: they are returned, never raised.
 """
@@ -28,7 +29,7 @@ from .hooks import hooks, record
 from .stats import Moments, moments
 
 __all__ = ["channel_moments", "kernel_gradient", "GradientSums", "gradient_sums", "output_gradients",
-           "channel_gradient_map", "top_singular_share"]
+           "channel_gradient_map", "top_singular_share", "OnePass", "one_pass"]
 
 
 @torch.no_grad()
@@ -58,13 +59,22 @@ def kernel_gradient(model, x: torch.Tensor, y: torch.Tensor, k: int) -> torch.Te
 
 class GradientSums(NamedTuple):
     """Table 1 for one kernel: ``a`` = mean over parameters of Σ_{b,x,y} |d|, ``b`` = mean over
-    parameters of |Σ_{b,x,y} d| = |∂L/∂K|; a ≥ b always."""
+    parameters of |Σ_{b,x,y} d| = |∂L/∂K|; a ≥ b always. ``summands``: the number of terms
+    B·H·W of each sum (H × W the layer's output map; 0 where not recorded)."""
     a: float
     b: float
+    summands: int = 0
 
     @property
     def ratio(self) -> float:
         return self.a / self.b if self.b > 0 else math.inf
+
+    @property
+    def per_summand(self) -> tuple[float, float]:
+        """(a, b) / (B·H·W): the mean |summand| and the mean summand's size, comparable between
+        layers of different map sizes (NaN when ``summands`` is unknown)."""
+        n = self.summands
+        return (self.a / n, self.b / n) if n > 0 else (math.nan, math.nan)
 
 
 def gradient_sums(model, x: torch.Tensor, y: torch.Tensor, layers) -> dict[int, GradientSums]:
@@ -85,7 +95,8 @@ def gradient_sums(model, x: torch.Tensor, y: torch.Tensor, layers) -> dict[int, 
     for (k, m), inputs, grads in zip(modules.items(), rec.inputs, rec.gradients):
         absolute = conv2d_weight(inputs.abs(), m.weight.shape, grads.abs(), stride=m.stride,
                                  padding=m.padding, dilation=m.dilation, groups=m.groups)
-        result[k] = GradientSums(a=float(absolute.mean()), b=float(m.weight.grad.abs().mean()))
+        result[k] = GradientSums(a=float(absolute.mean()), b=float(m.weight.grad.abs().mean()),
+                                 summands=grads.shape[0] * grads[0, 0].numel())
     model.zero_grad(set_to_none=True)
     return result
 
@@ -113,3 +124,53 @@ def top_singular_share(matrix: torch.Tensor) -> float:
     s = torch.linalg.svdvals(torch.as_tensor(matrix, dtype=torch.float64))
     total = float((s ** 2).sum())
     return float(s[0] ** 2) / total if total > 0 else math.nan
+
+
+class OnePass(NamedTuple):
+    """What :func:`one_pass` measured on one batch: the mean cross-entropy ``loss``, the ``logits``
+    [B, classes], ``output_grads`` (:func:`output_gradients`), per-channel ``moments`` of layer
+    outputs (:func:`channel_moments`), ``kernel_grads`` (:func:`kernel_gradient`) and
+    ``sums`` (:func:`gradient_sums`), keyed by layer number."""
+    loss: float
+    logits: torch.Tensor
+    output_grads: torch.Tensor
+    moments: dict
+    kernel_grads: dict
+    sums: dict
+
+
+def one_pass(model, x: torch.Tensor, y: torch.Tensor, *, moment_layers=(), kernel_layers=(),
+             sum_layers=(), keep_grads: bool = False) -> OnePass:
+    """Figures 2 and 5–7 and Table 1 of Bjorck et al. from a single forward and backward pass of
+    the mean cross-entropy on (x, y), in the model's current mode: the same numbers as
+    :func:`channel_moments` at ``moment_layers``, :func:`kernel_gradient` at ``kernel_layers``,
+    :func:`gradient_sums` at ``sum_layers`` (convolutions) and :func:`output_gradients`, at a
+    fraction of their cost for a deep network. Parameter gradients are cleared afterwards, unless
+    ``keep_grads`` (e.g. for :func:`gradprobe.measure.steps.step_loss_ratios` with
+    ``use_existing_grad=True``)."""
+    labelled_images(x, y)
+    numbers = list(dict.fromkeys([*moment_layers, *kernel_layers, *sum_layers]))
+    modules = layer_map(model, numbers)
+    for k in sum_layers:
+        if not isinstance(modules[k], torch.nn.Conv2d):
+            raise ValueError(f"layer {k} is not a convolution (Table 1 needs conv kernels), "
+                             f"it is {type(modules[k]).__name__}")
+    with record(model, list(modules.values()), inputs=True) as rec:
+        model.zero_grad(set_to_none=True)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        loss.backward()
+    at = {k: i for i, k in enumerate(numbers)}
+    found_moments = {k: moments(rec.activations[at[k]]) for k in moment_layers}
+    grads = {k: modules[k].weight.grad.detach().clone() for k in kernel_layers}
+    sums = {}
+    for k in sum_layers:
+        m, inputs, g = modules[k], rec.inputs[at[k]], rec.gradients[at[k]]
+        absolute = conv2d_weight(inputs.abs(), m.weight.shape, g.abs(), stride=m.stride, padding=m.padding,
+                                 dilation=m.dilation, groups=m.groups)
+        sums[k] = GradientSums(float(absolute.mean()), float(m.weight.grad.abs().mean()), g.shape[0] * g[0, 0].numel())
+    if not keep_grads:
+        model.zero_grad(set_to_none=True)
+    logits = logits.detach()
+    out_grads = torch.softmax(logits.double(), dim=1) - F.one_hot(y, logits.shape[1]).double()
+    return OnePass(float(loss.detach()), logits, out_grads, found_moments, grads, sums)

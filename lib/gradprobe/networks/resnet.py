@@ -21,9 +21,13 @@ to the same place in a shallower net.
 ``norm`` is ``"batch"`` (BatchNorm2d after every conv, before the activation), ``None`` (every
 BN removed; the paper's "unnormalized network") or ``"final"`` (one BatchNorm2d on the output of
 the last residual block only, before the pooling: the paper's Appendix E network).
-Convolutions have no bias (He et al.); the Linear's bias starts at zero.
+Convolutions have no bias (He et al.); the Linear's bias starts at zero. Both can be changed
+(``conv_bias``, ``classifier_init``), and ``init="torch"`` draws PyTorch's own default
+initialization, to measure what each choice does to a network without normalization.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -32,11 +36,12 @@ import torch.nn.functional as F
 from ..checks import is_int, one_of, positive_int
 from .layers import ACTIVATIONS, INITS, activation_module, init_weights_
 
-__all__ = ["RESNET_NORMS", "RESNET_INITS", "CifarResNet", "BasicBlock", "cifar_resnet", "blocks_per_stage",
-           "conv_layers", "numbered_layers", "layer", "layer_map", "layer_stage", "paper_layer"]
+__all__ = ["RESNET_NORMS", "RESNET_INITS", "CONV_BIASES", "CifarResNet", "BasicBlock", "cifar_resnet",
+           "blocks_per_stage", "conv_layers", "numbered_layers", "layer", "layer_map", "layer_stage", "paper_layer"]
 
 RESNET_NORMS = ("batch", None, "final")
-RESNET_INITS = INITS  # he, lecun, xavier (the paper's choice), orthogonal
+RESNET_INITS = INITS + ("torch",)  # he, lecun, xavier (the paper's choice), orthogonal; PyTorch's default
+CONV_BIASES = (None, "zero", "torch")  # no bias (He et al.), a bias starting at 0, PyTorch's default bias
 
 
 def blocks_per_stage(depth: int) -> int:
@@ -71,12 +76,12 @@ class _OptionA(nn.Module):
 class BasicBlock(nn.Module):
     """``act(norm2(conv2(act(norm1(conv1(x))))) + shortcut(x))``."""
 
-    def __init__(self, in_channels, out_channels, stride, norm, activation_name):
+    def __init__(self, in_channels, out_channels, stride, norm, activation_name, bias=False):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=bias)
         self.norm1 = _norm(norm, out_channels)
         self.act1 = activation_module(activation_name)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=bias)
         self.norm2 = _norm(norm, out_channels)
         self.shortcut = _OptionA(in_channels, out_channels, stride)
         self.act2 = activation_module(activation_name)
@@ -89,12 +94,12 @@ class BasicBlock(nn.Module):
 class CifarResNet(nn.Module):
     """He et al.'s CIFAR ResNet; see the module docstring for the layout and the layer numbers."""
 
-    def __init__(self, depth, norm, activation_name, width, num_classes):
+    def __init__(self, depth, norm, activation_name, width, num_classes, conv_bias=False):
         super().__init__()
         n = blocks_per_stage(depth)
         self.depth, self.norm_kind = depth, norm
         inner = "batch" if norm == "batch" else None
-        self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+        self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=conv_bias)
         self.norm1 = _norm(inner, width)
         self.act1 = activation_module(activation_name)
         stages, channels = [], width
@@ -102,7 +107,7 @@ class CifarResNet(nn.Module):
             blocks = []
             for b in range(n):
                 stride = 2 if (s > 0 and b == 0) else 1
-                blocks.append(BasicBlock(channels, out_channels, stride, inner, activation_name))
+                blocks.append(BasicBlock(channels, out_channels, stride, inner, activation_name, conv_bias))
                 channels = out_channels
             stages.append(nn.Sequential(*blocks))
         self.stage1, self.stage2, self.stage3 = stages
@@ -118,9 +123,18 @@ class CifarResNet(nn.Module):
         return self.fc(self.features(x).mean(dim=(2, 3)))
 
 
+def _torch_default_(tensor: torch.Tensor, fan_in: int, generator: torch.Generator | None = None) -> None:
+    """PyTorch's default initialization of a Conv2d's or Linear's weight or bias, drawn from
+    ``generator``: U(−1/√fan_in, 1/√fan_in) (``kaiming_uniform_(a=√5)`` gives the same bound)."""
+    bound = 1 / math.sqrt(fan_in)
+    with torch.no_grad():
+        nn.init.uniform_(tensor, -bound, bound, generator=generator)
+
+
 def cifar_resnet(depth: int, norm: str | None = "batch", activation: str = "relu", width: int = 16,
                  num_classes: int = 10, init: str = "xavier",
-                 generator: torch.Generator | None = None) -> CifarResNet:
+                 generator: torch.Generator | None = None, *, classifier_init: str | None = None,
+                 conv_bias: str | None = None) -> CifarResNet:
     """He et al.'s CIFAR ResNet of ``depth`` = 6n+2 weight layers (20, 32, 56, 110, ...).
 
     ``norm``: ``"batch"`` (BN after every conv), ``None`` (no BN anywhere) or ``"final"`` (one BN on
@@ -128,7 +142,12 @@ def cifar_resnet(depth: int, norm: str | None = "batch", activation: str = "relu
     :data:`gradprobe.networks.layers.ACTIVATIONS`. ``width``: channels of stage 1 (stages have w,
     2w, 4w). ``init``: every conv and the Linear drawn by
     :func:`gradprobe.networks.layers.init_weights_` (default Xavier, as in the paper) from
-    ``generator``; BN starts at γ = 1, β = 0; the Linear's bias at 0.
+    ``generator``, or ``"torch"``: PyTorch's default, W ~ U(−1/√fan_in, 1/√fan_in); BN starts at
+    γ = 1, β = 0; the Linear's bias at 0. ``classifier_init``: the final Linear's initialization
+    when it differs from ``init`` (``"torch"`` also draws its bias, as PyTorch does). ``conv_bias``:
+    ``None`` (no conv biases, He et al.), ``"zero"`` (biases starting at 0: the same function at
+    initialization) or ``"torch"`` (PyTorch's default U(−1/√fan_in, 1/√fan_in)); biases are
+    drawn after every weight, so the weights do not depend on ``conv_bias``.
 
     Parameters, with n = (depth − 2)/6 and w = ``width``: 9·(3w + (42n − 10)·w²) conv weights,
     2w·(14n + 1) BatchNorm parameters with ``norm="batch"`` (8w with ``"final"``, none with
@@ -138,12 +157,28 @@ def cifar_resnet(depth: int, norm: str | None = "batch", activation: str = "relu
     one_of("norm", norm, RESNET_NORMS)
     one_of("activation", activation, ACTIVATIONS)
     one_of("init", init, RESNET_INITS)
+    if classifier_init is not None:
+        one_of("classifier_init", classifier_init, RESNET_INITS)
+    one_of("conv_bias", conv_bias, CONV_BIASES)
     positive_int("width", width)
     positive_int("num_classes", num_classes)
-    net = CifarResNet(depth, norm, activation, width, num_classes)
-    for module in numbered_layers(net):
-        init_weights_(module, init, activation, generator)
-    nn.init.zeros_(net.fc.bias)
+    net = CifarResNet(depth, norm, activation, width, num_classes, conv_bias=conv_bias is not None)
+    layers = numbered_layers(net)
+    for module in layers:
+        how = classifier_init if module is net.fc and classifier_init is not None else init
+        if how == "torch":
+            _torch_default_(module.weight, module.weight[0].numel(), generator)
+        else:
+            init_weights_(module, how, activation, generator)
+    if (classifier_init or init) == "torch":
+        _torch_default_(net.fc.bias, net.fc.in_features, generator)
+    else:
+        nn.init.zeros_(net.fc.bias)
+    for module in layers[:-1]:                   # conv biases, after every weight
+        if conv_bias == "torch":
+            _torch_default_(module.bias, module.weight[0].numel(), generator)
+        elif conv_bias == "zero":
+            nn.init.zeros_(module.bias)
     return net
 
 

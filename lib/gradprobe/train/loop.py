@@ -50,14 +50,17 @@ def fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int,
         optimizer: torch.optim.Optimizer, generator: torch.Generator | None = None,
         schedule: Callable[[int], float] | None = None, callback: Callable | None = None,
         diverge_above: float | None = None, eval_every: int | None = None, eval_data=None,
-        augment_data: bool = False) -> History:
+        augment_data: bool = False, on_forward: Callable | None = None) -> History:
     """Minimize the cross-entropy of ``model`` on (x, y) for ``steps`` mini-batch steps.
 
     Mini-batches walk through a fresh random permutation each epoch (``generator``).
     ``schedule(step)`` multiplies every parameter group's initial lr (e.g. a warm-up).
     ``callback(step, model, xb, yb, loss)`` runs after the backward pass and before the update,
-    so it sees this step's gradients at the pre-update weights. A loss that is NaN, infinite or
-    above ``diverge_above`` stops the run: it is recorded (``History.diverged_at``), not raised.
+    so it sees this step's gradients at the pre-update weights. ``on_forward(step, out, yb)``
+    runs after every forward pass, before the divergence check, with the mini-batch's output
+    (detached) and labels (e.g. to record how much the output varies across images). A loss that
+    is NaN, infinite or above ``diverge_above`` stops the run: it is recorded
+    (``History.diverged_at``), not raised.
     ``eval_every`` with ``eval_data=(x_test, y_test)`` evaluates every that many steps and at the end.
     """
     positive_int("steps", steps)
@@ -88,6 +91,8 @@ def fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int,
         hist.loss.append(value)
         hist.accuracy.append(float((out.detach().argmax(1) == yb).float().mean()))
         hist.lr.append(base_lrs[0] * factor)
+        if on_forward is not None:
+            on_forward(step, out.detach(), yb)
         if not math.isfinite(value) or (diverge_above is not None and value > diverge_above):
             hist.diverged_at = step
             break
