@@ -206,7 +206,7 @@ page.claims.table()
 #   which this choice avoids at every width) and with LayerNorm {cite}`ba2016layer` (one group);
 # - CIFAR ResNets {cite}`he2016deep` of two depths with BN;
 # - a small ViT {cite}`dosovitskiy2021image` and a small Swin-style network (windowed attention with
-#   shifted windows, LayerNorm, patch merging; [Liu et al., 2021](https://arxiv.org/abs/2103.14030)),
+#   shifted windows, LayerNorm, patch merging; {cite}`liu2021swin`),
 #   both with LayerNorm.
 #
 # Three estimates per network, each with its standard error over seeds:
@@ -330,7 +330,7 @@ page.claims.table()
 # $$ \gamma_n = \min\!\left(\gamma,\; \eta\,\frac{\lVert w_n\rVert}{\lVert g_n\rVert}\right)
 #    \quad\text{then SGD with momentum,} $$
 #
-# is exactly the *clip* mode of LARC, the layer-wise rate control in NVIDIA's OpenSeq2Seq and apex
+# is exactly the *clip* mode of LARC, the layer-wise rate control in NVIDIA's OpenSeq2Seq {cite}`kuchaiev2018openseq2seq` and apex
 # libraries, which predates the paper (a machinery check below runs both step for step). Every LALC
 # row below is therefore a result of LARC's clip mode, marked *reconstruction*, not a result of the
 # paper's method.
