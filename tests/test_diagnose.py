@@ -21,11 +21,11 @@ from gradprobe.networks.resnet import cifar_resnet, conv_layers
 from gradprobe.theory.gaussian import RELU_RATE
 
 
-def conv_stack(depth=15, width=32, bn=True, generator=None):
+def conv_stack(depth=15, width=32, bn=True, generator=None, padding_mode="zeros"):
     """Conv3×3 (He, fan-in) -> [BN] -> ReLU, ``depth`` times, then a pooled linear head."""
     layers, c_in = [], 3
     for _ in range(depth):
-        conv = nn.Conv2d(c_in, width, 3, padding=1, bias=False)
+        conv = nn.Conv2d(c_in, width, 3, padding=1, bias=False, padding_mode=padding_mode)
         nn.init.kaiming_normal_(conv.weight, nonlinearity="relu", generator=generator)
         layers += [conv] + ([nn.BatchNorm2d(width)] if bn else []) + [nn.ReLU()]
         c_in = width
@@ -78,14 +78,29 @@ def test_eval_mode_warns_and_is_measured_in_training_mode():
     assert as_is.rate_per_layer < 1.2
 
 
+def he_gain(net):
+    """The geometric mean over the convs feeding a conv of fan_in·E[W²]/2 (1 for an exact He draw):
+    a pair's predicted rate, the gain ratio B_j/A_i divided out, is A_i·E[φ'²] = fan_in·E[W_i²]/2."""
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)][:-1]
+    return math.exp(sum(math.log(m.weight[0].numel() * float(m.weight.detach().double().pow(2).mean()) / 2)
+                        for m in convs) / len(convs))
+
+
 def test_without_batchnorm_hes_relu_layers_keep_the_gradient():
     """He-initialized ReLU convs (W ~ N(0, 2/fan_in)) keep the gradient's variance: the rate is
-    fan_in·E[W²]·E[φ'²] = 1, up to the sampled E[W²]."""
-    net = conv_stack(bn=False, generator=gen(0))
-    d = diagnose(net, torch.randn(16, 3, 16, 16, generator=gen(1)), repeats=3, generator=gen(2))
+    fan_in·E[W²]·E[φ'²] = 1, up to the sampled E[W²], where the image has no border (circular
+    padding). Zero padding takes no gradient back: on a 16-pixel row a 3×3 kernel's taps land in the
+    image 46 times out of 48, and the predicted backward gain counts only those."""
+    x = torch.randn(16, 3, 16, 16, generator=gen(1))
+    net = conv_stack(bn=False, generator=gen(0), padding_mode="circular")
+    d = diagnose(net, x, repeats=3, generator=gen(2))
     assert d.kinds == "ReLU"
+    assert d.predicted_per_layer == pytest.approx(he_gain(net), rel=1e-9)
     assert d.predicted_per_layer == pytest.approx(1.0, rel=0.03)
     assert d.rate_per_layer == pytest.approx(d.predicted_per_layer, rel=0.05)
+    zeros = conv_stack(bn=False, generator=gen(0))
+    assert diagnose(zeros, x, generator=gen(2)).predicted_per_layer == pytest.approx(he_gain(zeros) * (46 / 48) ** 2,
+                                                                                  rel=1e-9)
 
 
 def test_bn_relu_mlp_and_mixed_widths():
@@ -107,6 +122,77 @@ def test_bn_relu_mlp_and_mixed_widths():
     for k in range(1, len(raw) - 1):                                             # layer k feeds k+1
         n_out_over_n_in = widths[k + 2] / widths[k + 1]
         assert raw[k] / raw[k + 1] == pytest.approx(RELU_RATE * n_out_over_n_in, rel=0.25)
+
+
+def test_kernel_taps_in_the_zero_padding_carry_nothing():
+    """On a 1×1 map a 3×3 convolution with zero padding uses its centre tap only: its forward gain
+    is C_in·E[W²], a ninth of its fan-in's. Alternating 3×3 and 1×1 BN–ReLU layers on 1×1 maps then
+    grow at r(ReLU) like any BN–ReLU stack; counting the padding as image would put every
+    3×3 → 1×1 pair 9× off (ImageNet ResNets fed CIFAR-size images end on such maps)."""
+    layers, c_in = [], 16
+    for k in [3, 1] * 6:
+        conv = nn.Conv2d(c_in, 64, k, padding=k // 2, bias=False)
+        nn.init.kaiming_normal_(conv.weight, nonlinearity="relu", generator=gen(len(layers)))
+        layers += [conv, nn.BatchNorm2d(64), nn.ReLU()]
+        c_in = 64
+    net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(64, 10))
+    d = diagnose(net, torch.randn(512, 16, 1, 1, generator=gen(1)), repeats=3, generator=gen(2))
+    assert d.predicted_per_layer == pytest.approx(RELU_RATE, rel=1e-9) and d.layers_in_fit == 12   # head too
+    assert d.rate_per_layer == pytest.approx(RELU_RATE, rel=0.06)
+    raw = [r["grad_variance"] for r in d.layers]
+    three_to_one = [raw[k] / raw[k + 1] for k in range(2, 11, 2)]               # 3×3 (k) feeds 1×1 (k+1)
+    assert all(5 < ratio < 20 for ratio in three_to_one)                         # ≈ 9·r(ReLU) = 13.2
+    pairs = [r["pair_ratio"] for r in d.layers if r["between"]]                  # each pair, gains divided out
+    assert len(pairs) == 11 and all(1.0 < p < 2.2 for p in pairs)                # not 9·r and r/9 in turn
+
+
+def ordered_stack(order, norm, depth=12, width=64, generator=None):
+    """Linear (He) with ``norm`` (BatchNorm1d, LayerNorm or none) and ReLU in ``order``
+    ("norm_act": φ(norm(Wx)), "act_norm": norm(φ(Wx))), ``depth`` times, then a linear head."""
+    layers, n_in = [], 32
+    for _ in range(depth):
+        lin = nn.Linear(n_in, width, bias=False)
+        nn.init.kaiming_normal_(lin.weight, nonlinearity="relu", generator=generator)
+        pair = ([{"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}[norm](width)] if norm else []) + [nn.ReLU()]
+        layers += [lin] + (pair[::-1] if order == "act_norm" else pair)
+        n_in = width
+    return nn.Sequential(*layers, nn.Linear(width, 10))
+
+
+@pytest.mark.parametrize("order, norm, label, rate", [
+    ("norm_act", "batch", "BN–ReLU", RELU_RATE), ("act_norm", "batch", "ReLU–BN", RELU_RATE),
+    ("norm_act", "layer", "LN–ReLU", 1.0), ("act_norm", "layer", "ReLU–LN", RELU_RATE)])
+def test_normalization_before_or_after_the_activation(order, norm, label, rate):
+    """After the activation, BatchNorm and LayerNorm both remove φ's mean and divide by Var[φ]: the
+    gradient grows by r(ReLU) per layer either way. Before it, LayerNorm (a sample's features, the
+    mean a random W spreads over them kept) divides by E[φ²] instead: no growth for ReLU."""
+    runs = [diagnose(ordered_stack(order, norm, generator=gen(seed)), torch.randn(256, 32, generator=gen(10 + seed)),
+                     generator=gen(20 + seed)) for seed in range(4)]               # fresh weights: the rate's spread
+    assert {d.kinds for d in runs} == {label}
+    assert all(d.predicted_per_layer == pytest.approx(rate, rel=0.02) for d in runs)
+    assert sum(d.rate_per_layer for d in runs) / 4 == pytest.approx(rate, rel=0.05)
+
+
+def test_batchnorm_without_an_activation_keeps_the_gradient():
+    """Linear -> BatchNorm without an activation: BN's division by the variance it restores is
+    undone on the way back, the predicted rate is r(identity) = 1 (Paik & Choi: no activation, no
+    explosion). Measured, a deep linear BN network grows a few percent per layer (the features'
+    variances spread as the random products grow ill-conditioned, and BN divides each by its own:
+    a Jensen gap the mean-field theory leaves out), far below r(ReLU)."""
+    rates = []
+    for seed in range(4):                                                       # fresh weights: the rate's spread
+        layers, n_in = [], 32
+        for _ in range(12):
+            lin = nn.Linear(n_in, 64, bias=False)
+            nn.init.kaiming_normal_(lin.weight, generator=gen(100 * seed + len(layers)))
+            layers += [lin, nn.BatchNorm1d(64)]
+            n_in = 64
+        d = diagnose(nn.Sequential(*layers, nn.Linear(64, 10)), torch.randn(256, 32, generator=gen(10 + seed)),
+                     generator=gen(20 + seed))
+        assert d.kinds == "BN" and d.layers_in_fit == 12
+        assert d.predicted_per_layer == pytest.approx(1.0, rel=1e-9)
+        rates.append(d.rate_per_layer)
+    assert 0.98 < sum(rates) / 4 < 1 + (RELU_RATE - 1) / 4
 
 
 def test_preact_resnet_branches_grow_at_the_bn_relu_rate():
@@ -286,6 +372,9 @@ def test_resnet50_layout_stream_and_gradients():
     loss = lambda out: out.pow(2).sum()
     d = diagnose(net, x, loss=loss, generator=gen(2))
     assert d.residual and d.effective_depth == 16                               # 3 + 4 + 6 + 3 bottlenecks
+    assert math.isnan(d.predicted_per_depth)                  # no theory per branch: said, not printed as nan
+    line = next(t for t in d.report().splitlines() if t.startswith("rate per effective depth"))
+    assert "predicted none (no theory for a residual branch's growth)" in line and "nan" not in line
     assert [s["segment"] for s in d.stream] == [0] * 3 + [1] * 4 + [2] * 6 + [3] * 3   # one chain per stage
     assert {r["name"] for r in d.layers if r["stream"]} == {
         f"layer{s}.{b}.{c}" for s, n in zip((1, 2, 3, 4), (3, 4, 6, 3)) for b in range(n) for c in ("conv3",)} | {
@@ -421,6 +510,43 @@ def test_command_line_errors_are_one_line_and_exit_2(factories, capsys, args, me
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_python_dash_m_runs_the_command_line(factories):
+    """``python -m gradprobe.diagnose`` (the package's ``__main__``) in a fresh interpreter: the
+    report on stdout and exit 0; a one-line error and exit 2 for a factory that cannot be imported."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(factories), *sys.path]), "MPLBACKEND": "Agg"}
+    ok = subprocess.run([sys.executable, "-m", "gradprobe.diagnose", "zoo_factories_for_tests:stack",
+                         "--input-shape", "8,3,8,8", "--out", str(factories / "out")],
+                        capture_output=True, text=True, env=env, timeout=300)
+    assert ok.returncode == 0 and "per BN–ReLU layer" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "gradprobe.diagnose", "no_such_module_xyz:f", "--input-shape", "2,3"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and "cannot import 'no_such_module_xyz'" in bad.stderr
+
+
+@pytest.mark.parametrize("first", ["import gradprobe", "from gradprobe.diagnose import Diagnosis"])
+def test_gradprobe_diagnose_is_callable_in_either_import_order(first):
+    """``gradprobe.diagnose(model, x)`` calls the function and ``gradprobe.diagnose.Diagnosis`` is the
+    class, whichever is imported first, in a fresh interpreter."""
+    import subprocess
+
+    code = textwrap.dedent(f"""
+        {first}
+        import gradprobe, torch
+        from torch import nn
+        net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 8), nn.BatchNorm1d(8),
+                            nn.ReLU(), nn.Linear(8, 2))
+        d = gradprobe.diagnose(net, torch.randn(64, 4), generator=torch.Generator().manual_seed(0))
+        assert isinstance(d, gradprobe.diagnose.Diagnosis) and d.kinds == "BN–ReLU", d
+        assert gradprobe.diagnose.diagnose(net, torch.randn(64, 4)).layers_in_fit == 2
+        print("ok")
+    """)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
 
 
 # --------------------------------------------------------------------------- Hugging Face models

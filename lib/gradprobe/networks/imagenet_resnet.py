@@ -130,6 +130,19 @@ def _linear_default_(linear: nn.Linear, generator) -> None:
         nn.init.uniform_(linear.bias, -bound, bound, generator=generator)
 
 
+def _init_like_torchvision_(model: nn.Module, generator) -> None:
+    """torchvision's ResNet initialization: convolutions He normal (fan_out, ReLU gain), BN γ = 1,
+    β = 0, PyTorch's default Linear head; every draw from ``generator``."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=generator)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        _linear_default_(model.fc, generator)
+
+
 def _check_depth(depth):
     if not is_int(depth) or depth not in RESNET_LAYERS:
         raise ValueError(f"depth must be one of {', '.join(map(str, RESNET_LAYERS))} (torchvision's ResNets), got {depth!r}")
@@ -144,14 +157,8 @@ def imagenet_resnet(depth: int = 50, num_classes: int = 1000, zero_init_residual
     positive_int("num_classes", num_classes)
     kind, layers = RESNET_LAYERS[depth]
     model = ResNet(BasicBlock if kind == "basic" else Bottleneck, layers, num_classes)
+    _init_like_torchvision_(model, generator)
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=generator)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        _linear_default_(model.fc, generator)
         if zero_init_residual:
             for m in model.modules():
                 if isinstance(m, Bottleneck):
@@ -249,14 +256,7 @@ def preact_resnet(depth: int = 50, num_classes: int = 1000, generator: torch.Gen
     positive_int("num_classes", num_classes)
     kind, layers = RESNET_LAYERS[depth]
     model = PreActResNet(PreActBasicBlock if kind == "basic" else PreActBottleneck, layers, num_classes)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=generator)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        _linear_default_(model.fc, generator)
+    _init_like_torchvision_(model, generator)
     return model
 
 
