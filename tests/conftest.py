@@ -1,6 +1,7 @@
 """Settings and fixtures for the whole test session, made once here rather than in test files.
 
 - one torch thread for the tests' small tensors (numbers a test compares do not depend on cores);
+- every test closes the matplotlib figures it opened;
 - ``cifar10_available``: skips a test at run time when ``$GRADPROBE_DATA`` holds no CIFAR-10 (never
   at collection: collecting the tests loads no data);
 - ``smoke_run`` / ``smoke_run_second_cpu_path``: every notebook executed once at smoke scale by the
@@ -23,6 +24,15 @@ def pytest_configure(config):
     # One torch thread: the tests' tensors are small (one thread is as fast), and numbers that a
     # test compares do not depend on how many cores the machine has.
     torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    """Close the figures a test opened (figure functions return open figures)."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,6 @@
 """gradprobe.chapters.ghost2024: drivers, figures and claims of the ghost chapter, at tiny sizes."""
 import math
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -29,12 +28,6 @@ TINY = settings("book", book=TINY_BOOK)
 
 def gen(n=0):
     return torch.Generator().manual_seed(n)
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
 
 
 @pytest.fixture

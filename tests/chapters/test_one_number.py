@@ -2,7 +2,6 @@
 import math
 
 import matplotlib
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -17,12 +16,6 @@ from gradprobe.networks.layers import ACTIVATIONS
 
 RELU_R = math.pi / (math.pi - 1)
 TINY = settings("book", book=dict(depth=24, width=64, batch=64, repeats=4, chunk=2))
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ tiny sizes (CPU, seconds each). CIFAR-10 is replaced by random images (the trial
 patched), so nothing here needs the data set."""
 import math
 
-import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 import torch
@@ -15,12 +14,6 @@ from gradprobe.chapters import paik2023 as ch
 from gradprobe.theory import gaussian
 
 R = math.pi / (math.pi - 1)
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
 
 
 @pytest.fixture

@@ -7,4 +7,5 @@ uses is in the core packages.
 - :mod:`gradprobe.chapters.bjorck2018`   Bjorck et al.'s Figure 5 layers, dominant class, step probe
 - :mod:`gradprobe.chapters.paik2023`     Paik & Choi's MLP rates and optimizer trials
 - :mod:`gradprobe.chapters.ghost2024`    the ghost paper's Appendix B tables and sweeps
+- :mod:`gradprobe.chapters.four_lenses`  ``gradprobe.diagnose`` on a zoo of standard architectures
 """
