@@ -19,6 +19,7 @@ import pytest
 
 from gradprobe.book import runner
 from gradprobe.book.claims import KINDS, VERDICTS
+from gradprobe.book.results import html_id
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = runner.notebooks(ROOT)
@@ -95,5 +96,6 @@ def test_book_builds_with_figures_claims_tables_and_results_page(smoke_run, buil
         assert "<img" in page, f"{notebook.stem}: figures are visible"
         assert '<table class="gradprobe-claims' in page, f"{notebook.stem}: its claims tables are HTML tables"
         for row in claims_of(out, notebook)["claims"]:
-            assert f'{notebook.stem}.html#{row["section"]}' in results, f"results page links {row['name']!r}"
-            assert f'id="{row["section"]}"' in page, f"{notebook.stem}: section {row['section']!r} has its anchor"
+            anchor = html_id(row["section"])
+            assert f'{notebook.stem}.html#{anchor}' in results, f"results page links {row['name']!r}"
+            assert f'id="{anchor}"' in page, f"{notebook.stem}: section {row['section']!r} has its anchor"

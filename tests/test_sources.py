@@ -52,6 +52,20 @@ def test_cells_are_short_and_speak_the_readers_language(path):
                 assert tag not in cell.source, f"cell {i} shows the reader {tag}, a tag of planning notes they do not have"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_figure_cell_has_a_number_caption_and_alt_text(path):
+    # MyST-NB reads them from the cell's "mystnb" metadata only: an "image" key beside it is ignored
+    # and the picture's alt text becomes its file name
+    for i, cell in enumerate(code_cells(path)):
+        if "plots.show(" not in cell.source:
+            continue
+        meta = cell.metadata.get("mystnb", {})
+        figure, image = meta.get("figure", {}), meta.get("image", {})
+        assert figure.get("caption") and figure.get("name", "").startswith("fig-"), \
+            f"code cell {i} shows a figure without mystnb.figure.caption and name"
+        assert len(image.get("alt", "")) >= 20, f"code cell {i} shows a figure without mystnb.image.alt"
+
+
 def test_notebooks_hold_little_code():
     total = sum(len([line for c in code_cells(p) for line in c.source.splitlines() if line.strip()]) for p in NOTEBOOKS)
     assert total <= MAX_NOTEBOOK_CODE, f"{total} lines of code in the notebooks: move logic into gradprobe.chapters"

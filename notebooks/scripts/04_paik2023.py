@@ -62,7 +62,7 @@ S
 # (the paper's are not available); the rate r(φ) for activations other than ReLU, the LayerNorm,
 # GroupNorm and width formulas, the correlation measures of section 4 and the LALC rule of section 5 are
 # our derivations or reconstructions. Each is said where it matters and collected on the
-# {doc}`Methods and reconstructions </methods>` page; a claim that rests on one is marked
+# {doc}`Methods and reconstructions </book/methods>` page; a claim that rests on one is marked
 # *reconstruction* in the tables. "Approximately", where the paper says it, is tested as within 5% of
 # the paper's variance rate (2.5% of a norm rate).
 # ```
@@ -161,8 +161,8 @@ plots.show(ch.figure1b(fig1b), "paik2023-fig1b")
 # nothing explodes. In norm the ReLU network grows by {glue:text}`fig1b_relu_norm` per layer, a little
 # below the paper's "∼ 1.21"; the strongly exploding activations sit a few percent below their
 # prediction. The first edition of this chapter blamed zero padding at the borders of small feature
-# maps; the same network with its long stage on 8×8, 16×16 and 32×32 maps gives {glue:text}`map_8`,
-# {glue:text}`map_16` and {glue:text}`map_32`, so the claims table below tests that explanation too.
+# maps; the same network with its long stage on {glue:text}`map_list` maps gives
+# {glue:text}`map_first`, {glue:text}`map_mid` and {glue:text}`map_last`, so the claims table below tests that explanation too.
 # SiLU goes the other way: it exceeds its prediction by {glue:text}`fig1b_silu_excess`%, within its
 # tolerance of {glue:text}`fig1b_silu_tol`% only because BN–SiLU MLPs of the same depth stray as far.
 #
@@ -176,9 +176,9 @@ depth_width = ch.run_depth_width(S)
 plots.show(ch.figure_depth_width(depth_width), "paik2023-depth-width")
 
 # %% [markdown]
-# At depth {glue:text}`dw_depth_lo` SiLU's excess falls from {glue:text}`dw_silu_10_64`% at width
-# {glue:text}`dw_width_lo` to {glue:text}`dw_silu_10_1024`% at width {glue:text}`dw_width_hi`; at depth
-# {glue:text}`dw_depth_hi` it is {glue:text}`dw_silu_40_64`% and {glue:text}`dw_silu_40_1024`%. ReLU
+# At depth {glue:text}`dw_depth_lo` SiLU's excess falls from {glue:text}`dw_silu_lo_lo`% at width
+# {glue:text}`dw_width_lo` to {glue:text}`dw_silu_lo_hi`% at width {glue:text}`dw_width_hi`; at depth
+# {glue:text}`dw_depth_hi` it is {glue:text}`dw_silu_hi_lo`% and {glue:text}`dw_silu_hi_hi`%. ReLU
 # stays within 2% everywhere. r(φ) assumes each layer's pre-activations are standard Gaussian and
 # independent across the batch. Our reading, not tested here, is that in a deep BN network the batch's
 # samples become correlated layer after layer, and that for an activation whose mean and curvature
@@ -291,7 +291,7 @@ page.claims.table()
 alleviation = ch.run_alleviation(S)
 alleviation.factor_logs().round(3)
 
-# %% mystnb={"figure": {"caption": "The explosion relieved during training: the fitted rate per layer, the forward and backward correlations and the training loss against the step (median and range over seeds), at {glue:text}`scale` scale.", "name": "fig-paik2023-alleviation"}, "image": {"alt": "Three panels on a log step axis: the rate falls from near 1.47 to about 1; the forward correlation rises to about 2 and the backward one more slowly; the training loss falls below chance."}}
+# %% mystnb={"figure": {"caption": "The explosion relieved during training: the fitted rate per layer, the forward and backward correlations and the training loss against the step (median and range over seeds), at {glue:text}`scale` scale.", "name": "fig-paik2023-alleviation"}, "image": {"alt": "Three panels on a log step axis: the rate falls from near \u03c0/(\u03c0\u22121) toward 1; the forward correlation rises and the backward one more slowly; the training loss falls below chance."}}
 plots.show(ch.figure_alleviation(alleviation), "paik2023-alleviation")
 
 # %% mystnb={"figure": {"caption": "What relieves the explosion: every layer's measured ratio against r/\u03c1 at every measured step, and each factor's multiplier on the rate at the plateau (log scale, \u00b1 2 SE over seeds), at {glue:text}`scale` scale.", "name": "fig-paik2023-mechanism"}, "image": {"alt": "Left, a cloud of points above the diagonal for late steps; right, horizontal bars: forward correlation and input variance negative, backward correlation and BN spread positive."}}

@@ -46,3 +46,12 @@ def test_finish_needs_both_settings_and_cost(tmp_path, monkeypatch):
                                            (3 * 86400, "3.0 days")])
 def test_durations_read_naturally(seconds, text):
     assert _duration(seconds) == text
+
+
+def test_numbers_a_scale_does_not_compute_are_glued_as_not_run(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    glued = {}
+    monkeypatch.setattr("gradprobe.book.page._glue", lambda name, value: glued.__setitem__(name, value))
+    page = Page("toy", "smoke", 0, "cpu")
+    page.glue_not_run("depth_110", "resid_SELU")
+    assert glued["depth_110"] == glued["resid_SELU"] == "(not run at smoke scale)"

@@ -68,6 +68,13 @@ class Page:
         _glue(name, format(value, fmt) if fmt else value)
         return value
 
+    def glue_not_run(self, *names: str) -> None:
+        """Glue "not run at <scale> scale" under each name: for prose numbers of an experiment
+        this scale leaves out (e.g. an architecture only the book scale trains), so the page
+        still builds and says why the number is missing."""
+        for name in names:
+            _glue(name, f"(not run at {self.scale} scale)")
+
     def finish(self, settings=None, cost=None) -> Claims:
         """Save the claims file and glue the opening box's values: ``wall`` (this run's wall time)
         and ``summary`` (the claims' counts in words).

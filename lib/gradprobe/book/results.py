@@ -8,6 +8,7 @@ provenance of each chapter's run (commit, scale, seed, versions, device, threads
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from .claims import KIND_PLURALS, KINDS, MACHINERY, SYMBOLS, VERDICTS
@@ -36,9 +37,16 @@ def _cell(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def html_id(label: str) -> str:
+    """The id Sphinx gives a MyST target ``(label)=`` in the HTML (docutils' ``make_id``: lower
+    case, runs of other characters as one hyphen), e.g. "one_number-rates" -> "one-number-rates"."""
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+
+
 def _link(stem: str, row: dict) -> str:
     name = _cell(row["name"]).replace("<", "&lt;").replace(">", "&gt;")
-    anchor = row.get("section") or ""
+    # the section's MyST target as Sphinx writes it in the HTML (docutils ids: "one_number-x" -> "one-number-x")
+    anchor = html_id(row.get("section") or "")
     return f'<a href="{stem}.html#{anchor}">{name}</a>' if anchor else f'<a href="{stem}.html">{name}</a>'
 
 

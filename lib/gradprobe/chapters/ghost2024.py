@@ -410,10 +410,14 @@ def check_depth(page, sweep_: DepthSweep) -> None:
                        for d in sweep_.depths}),
                source=f"{SOURCE}, App. B.2", quote="A zero-gamma initialization … also solve the problem",
                note="the first block's ReLU halves the variance of a Gaussian input's gradient: 1/√2")
-    for d in sweep_.depths:
+    # glued by role (shallowest, middle, deepest), so the prose has its numbers at every scale
+    depths = sweep_.depths
+    for role, d in (("first", depths[0]), ("mid", depths[len(depths) // 2]), ("last", depths[-1])):
         for key, name in (("plain", "plain"), ("resnet", "ResNet (γ = 1)"), ("sqrt", "ResNet, γ = 1/√L")):
-            page.glue(f"depth_{key}_{d}", float(np.mean(sweep_.weights[name, d])), ".3g")
-        page.glue(f"depth_zero_{d}", float(np.mean(sweep_.stream["ResNet, zero γ", d])), ".3f")
+            page.glue(f"depth_{key}_{role}", float(np.mean(sweep_.weights[name, d])), ".3g")
+        page.glue(f"depth_zero_{role}", float(np.mean(sweep_.stream["ResNet, zero γ", d])), ".3f")
+    page.glue("depth_list", ", ".join(map(str, depths[:-1])) + f" and {depths[-1]}")
+    page.glue("depth_first", depths[0], "d")
     page.glue("depth_deepest", deepest, "d")
 
 

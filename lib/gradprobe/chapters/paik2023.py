@@ -582,8 +582,10 @@ def check_figure1b(page, result: Figure1b) -> None:
     page.glue("fig1b_layers", result.layers)
     page.glue("fig1b_pairs", result.pairs)
     page.glue("fig1b_seeds", len(r["relu"]))
-    for m, v in maps.items():
-        page.glue(f"map_{m}", float(v.mean()), ".3f")
+    sizes = sorted(maps)  # glued by role (smallest, middle, largest map), so the prose has them at every scale
+    for role, m in (("first", sizes[0]), ("mid", sizes[len(sizes) // 2]), ("last", sizes[-1])):
+        page.glue(f"map_{role}", float(maps[m].mean()), ".3f")
+    page.glue("map_list", ", ".join(f"{m}×{m}" for m in sizes[:-1]) + f" and {sizes[-1]}×{sizes[-1]}")
 
 
 @dataclass
@@ -648,9 +650,9 @@ def check_depth_width(page, result: DepthWidth) -> None:
     c.add("ReLU's rate is π/(π−1) within 5% at every depth and width",
           all_of({f"{d}×{w}": close(0.0, e["relu", d, w], abs=APPROX) for d in depths for w in widths}),
           kind=RECONSTRUCTION, source="this book: the finite-size study of r(φ)")
-    for d in depths:
-        for w in (widths[0], widths[-1]):
-            page.glue(f"dw_silu_{d}_{w}", 100 * float(e["silu", d, w].mean()), ".1f")
+    for d_role, d in (("lo", depths[0]), ("hi", depths[-1])):  # by role: the prose has them at every scale
+        for w_role, w in (("lo", widths[0]), ("hi", widths[-1])):
+            page.glue(f"dw_silu_{d_role}_{w_role}", 100 * float(e["silu", d, w].mean()), ".1f")
     page.glue("dw_width_lo", widths[0])
     page.glue("dw_width_hi", widths[-1])
     page.glue("dw_depth_lo", depths[0])

@@ -1607,6 +1607,12 @@ def check_figure3(page, f3: Figure3, focus_depth: int) -> None:
         r = torch.stack([r["residuals"] for r in f3.runs(a, focus_depth, f3.best_lr(a, focus_depth))])
         page.glue(f"f3_resid_{key}", float(r[:, 1:-1].median()), ".2f")
         page.glue(f"f3_k_{key}", 1 / float(r[:, 1:-1].median()), ".2g")
+    larger_scales = {a for scale in ("book", "paper") for a in settings(scale).train_archs}
+    for a in sorted(larger_scales - set(f3.archs)):
+        page.glue_not_run(*(f"f3_{what}_{_key(a)}" for what in ("err_deep", "err_best", "best_depth", "eff",
+                                                                 "resid", "k")))
+    if "batch-ReLU ResNet" not in f3.archs:
+        page.glue_not_run("f3_pyth_rms", "f3_pyth_z")
     if exploding:
         claims.add("exploding architectures train worse at the largest depth than at their best depth",
                    all_of({f"{a} ({deepest} vs {best_depth(a)})": difference_at_least(
