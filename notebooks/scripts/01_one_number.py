@@ -106,7 +106,7 @@ rates = ch.rate_table()
 ch.check_rates(page, rates)
 rates.round(4)
 
-# %% mystnb={"figure": {"caption": "The explosion rate r(\u03c6) = E[\u03c6'(z)\u00b2]/Var[\u03c6(z)] of every activation, by quadrature, beside the three values quoted after Equation (1) of the ghost paper and the closed form \u03c0/(\u03c0\u22121).", "name": "fig-one_number-rates"}, "image": {"alt": "Horizontal bars of r per activation, ReLU the longest at about 1.47 and the identity and DropOut at exactly 1; three crosses for the ghost paper's quoted values sit at the ends of the SELU, tanh and ReLU bars."}}
+# %% mystnb={"figure": {"caption": "The explosion rate r(\u03c6) = E[\u03c6'(z)\u00b2]/Var[\u03c6(z)] of every activation, by quadrature, beside the three values quoted after Equation (1) of the ghost paper and the closed form \u03c0/(\u03c0\u22121).", "name": "fig-one_number-rates"}, "image": {"alt": "Horizontal bars of r per activation, ReLU the longest, at \u03c0/(\u03c0\u22121), and the identity and DropOut at exactly 1; three crosses for the ghost paper's quoted values sit at the ends of the SELU, tanh and ReLU bars."}}
 plots.show(ch.figure_rates(rates), "one_number-rates")
 
 # %% [markdown]

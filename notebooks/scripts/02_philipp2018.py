@@ -121,7 +121,7 @@ page.claims.table()
 # so that its gradient $\lVert\partial\ell/\partial f_l\rVert$ grows by $r$ per layer toward the
 # input. The GSC measures relative changes and does not see the rescaling.
 
-# %% mystnb={"figure": {"caption": "Proposition 1's point: a plain ReLU network f (10 linear layers, width 100) and its rescaled copy f\u2032, which computes the same function. A: raw gradient per layer; B: GSC per layer. At {glue:text}`scale` scale.", "name": "fig-philipp2018-prop1"}} image={"alt": "Two log-scale panels: the raw gradients of the rescaled network rise steeply toward the input while the original's are flat; the GSC curves of both networks lie on top of each other."}
+# %% mystnb={"figure": {"caption": "Proposition 1's point: a plain ReLU network f (10 linear layers, width 100) and its rescaled copy f\u2032, which computes the same function. A: raw gradient per layer; B: GSC per layer. At {glue:text}`scale` scale.", "name": "fig-philipp2018-prop1"}, "image": {"alt": "Two log-scale panels: the raw gradients of the rescaled network rise steeply toward the input while the original's are flat; the GSC curves of both networks lie on top of each other."}}
 page.claims.section("philipp2018-prop1", "Proposition 1")
 prop1 = ch.proposition1(page.gen)
 plots.show(ch.figure_proposition1(prop1), "philipp2018-prop1")
@@ -163,10 +163,10 @@ page.claims.section("philipp2018-fig1", "Figure 1: architectures at initializati
 survey = ch.survey_figure1(S, page.gen, page.device)
 ch.figure1_table(survey)
 
-# %% mystnb={"figure": {"caption": "Figure 1 A\u2013C of the paper, plain networks: A GSC(l, L) per linear layer with the batch-ReLU theory (dotted), B pre-activation standard deviation, C pre-activation root mean square per nonlinearity layer; median and min\u2013max band over networks. At {glue:text}`scale` scale.", "name": "fig-philipp2018-fig1-scale"}} image={"alt": "Three panels with eight coloured curves each: in A four curves rise steeply toward the input, batch-ReLU the steepest along the dotted theory line; in B the tanh curve falls by a factor ten; in C most curves are flat at one."}
+# %% mystnb={"figure": {"caption": "Figure 1 A\u2013C of the paper, plain networks: A GSC(l, L) per linear layer with the batch-ReLU theory (dotted), B pre-activation standard deviation, C pre-activation root mean square per nonlinearity layer; median and min\u2013max band over networks. At {glue:text}`scale` scale.", "name": "fig-philipp2018-fig1-scale"}, "image": {"alt": "Three panels with eight coloured curves each: in A four curves rise steeply toward the input, batch-ReLU the steepest along the dotted theory line; in B the tanh curve falls by a factor ten; in C most curves are flat at one."}}
 plots.show(ch.figure1_scale(survey, S), "philipp2018-fig1-scale")
 
-# %% mystnb={"figure": {"caption": "Figure 1 D\u2013F of the paper as reconstructed here, plain networks against the nonlinearity layer: D sign diversity, E pseudo-linearity, F mean cosine similarity between inputs; median and min\u2013max band over networks. At {glue:text}`scale` scale.", "name": "fig-philipp2018-fig1-domain"}} image={"alt": "Three panels: in D the ReLU and layer-ReLU curves fall from about 0.46 to near zero; in E the same two fall toward zero and tanh as well; in F ReLU and layer-ReLU rise to one while the others stay near zero."}
+# %% mystnb={"figure": {"caption": "Figure 1 D\u2013F of the paper as reconstructed here, plain networks against the nonlinearity layer: D sign diversity, E pseudo-linearity, F mean cosine similarity between inputs; median and min\u2013max band over networks. At {glue:text}`scale` scale.", "name": "fig-philipp2018-fig1-domain"}, "image": {"alt": "Three panels: in D the ReLU and layer-ReLU curves fall from their starting value to near zero; in E the same two fall toward zero and tanh as well; in F ReLU and layer-ReLU rise to one while the others stay near zero."}}
 plots.show(ch.figure1_domain(survey), "philipp2018-fig1-domain")
 
 # %% [markdown]
@@ -201,7 +201,7 @@ page.claims.table()
 # gradient problem". {numref}`fig-philipp2018-resnets` puts each ResNet of Figure 1 beside its plain
 # version.
 
-# %% mystnb={"figure": {"caption": "The ResNets of Figure 1: A GSC(l, L) of each ResNet (dashed, its plain version's colour); B GSC rate per linear layer, plain (\u25cf) and ResNet (\u25a1), mean \u00b1 2 SE over networks; C pseudo-linearity of the last nonlinearity, plain and ResNet. At {glue:text}`scale` scale.", "name": "fig-philipp2018-resnets"}} image={"alt": "Panel A: seven dashed curves rising gently toward the input. Panel B: for batch-ReLU, batch-tanh, layer-tanh and SELU the square lies left of the circle, for tanh right of it. Panel C: for ReLU, layer-ReLU and tanh the square lies right of the circle."}
+# %% mystnb={"figure": {"caption": "The ResNets of Figure 1: A GSC(l, L) of each ResNet (dashed, its plain version's colour); B GSC rate per linear layer, plain (\u25cf) and ResNet (\u25a1), mean \u00b1 2 SE over networks; C pseudo-linearity of the last nonlinearity, plain and ResNet. At {glue:text}`scale` scale.", "name": "fig-philipp2018-resnets"}, "image": {"alt": "Panel A: seven dashed curves rising gently toward the input. Panel B: for batch-ReLU, batch-tanh, layer-tanh and SELU the square lies left of the circle, for tanh right of it. Panel C: for ReLU, layer-ReLU and tanh the square lies right of the circle."}}
 page.claims.section("philipp2018-resnets", "ResNets and the explosion/collapse trade-off")
 plots.show(ch.figure_resnets(survey), "philipp2018-resnets")
 
@@ -267,7 +267,7 @@ page.claims.table()
 # {glue:text}`pyth_s_low` and {glue:text}`pyth_s_high`, faster than $w^{-1/2}$ where $d_\text{eff}$
 # grows faster than the width (a wider network resolves more of the batch).
 
-# %% mystnb={"figure": {"caption": "The Pythagorean equation in every ResNet block at initialization: A the standardized cross term of every block against the standard normal density; B each block's |error| against its predicted spread (solid: equal, dotted: twice); C the error's root mean square against the width. At {glue:text}`scale` scale.", "name": "fig-philipp2018-pythagoras"}} image={"alt": "Panel A: a histogram that follows the normal curve. Panel B: a cloud of points along the diagonal, the ReLU ResNet's at the top right. Panel C: seven falling lines beside a line of slope minus one half."}
+# %% mystnb={"figure": {"caption": "The Pythagorean equation in every ResNet block at initialization: A the standardized cross term of every block against the standard normal density; B each block's |error| against its predicted spread (solid: equal, dotted: twice); C the error's root mean square against the width. At {glue:text}`scale` scale.", "name": "fig-philipp2018-pythagoras"}, "image": {"alt": "Panel A: a histogram that follows the normal curve. Panel B: a cloud of points along the diagonal, the ReLU ResNet's at the top right. Panel C: seven falling lines beside a line of slope minus one half."}}
 page.claims.section("philipp2018-pythagoras", "The Pythagorean equation and dilution")
 pyth = ch.pythagorean_sweep(S, page.gen, page.device)
 plots.show(ch.figure_pythagoras(survey, pyth), "philipp2018-pythagoras")
@@ -282,7 +282,7 @@ plots.show(ch.figure_pythagoras(survey, pyth), "philipp2018-pythagoras")
 # blocks have the largest Pythagorean errors, the prediction scatters from network to network
 # (measured over predicted {glue:text}`pyth_ratio_ReLU` on average).
 
-# %% mystnb={"figure": {"caption": "Dilution in the ResNets of Figure 1: A k_b\u00b2 per block with the prediction k\u2081\u00b2 + (b \u2212 1) for the normalized ResNets (dotted); B GSC(stem, output) measured against its prediction from the blocks' dilution formula, every network. At {glue:text}`scale` scale.", "name": "fig-philipp2018-dilution"}} image={"alt": "Panel A: four curves rising linearly on top of dotted lines, three flat ones near one. Panel B: points on the diagonal, a few ReLU ResNet points above it."}
+# %% mystnb={"figure": {"caption": "Dilution in the ResNets of Figure 1: A k_b\u00b2 per block with the prediction k\u2081\u00b2 + (b \u2212 1) for the normalized ResNets (dotted); B GSC(stem, output) measured against its prediction from the blocks' dilution formula, every network. At {glue:text}`scale` scale.", "name": "fig-philipp2018-dilution"}, "image": {"alt": "Panel A: four curves rising linearly on top of dotted lines, three flat ones near one. Panel B: points on the diagonal, a few ReLU ResNet points above it."}}
 plots.show(ch.figure_dilution(survey), "philipp2018-dilution")
 
 # %%
@@ -325,7 +325,7 @@ page.claims.table()
 # the layers of the ReLU, layer-ReLU and tanh networks of Figure 1 pseudo-linear in this sense: this
 # is how they avoid explosion, and why their depth buys little.
 
-# %% mystnb={"figure": {"caption": "Figure 5 of the paper, redrawn from its caption: the nonlinearity (blue), its values at 50 pre-activations from N(\u03bc, \u03c3\u00b2) (red dots) and their closest linear fit (red line). At {glue:text}`scale` scale.", "name": "fig-philipp2018-fig5"}} image={"alt": "Three panels: a ReLU with red dots clustered near zero output left of the kink, a ReLU with dots on its rising branch, and a tanh with dots on its linear middle part; in each the red line passes through the dots."}
+# %% mystnb={"figure": {"caption": "Figure 5 of the paper, redrawn from its caption: the nonlinearity (blue), its values at 50 pre-activations from N(\u03bc, \u03c3\u00b2) (red dots) and their closest linear fit (red line). At {glue:text}`scale` scale.", "name": "fig-philipp2018-fig5"}, "image": {"alt": "Three panels: a ReLU with red dots clustered near zero output left of the kink, a ReLU with dots on its rising branch, and a tanh with dots on its linear middle part; in each the red line passes through the dots."}}
 page.claims.section("philipp2018-fig5", "Figure 5: pseudo-linearity")
 fig5 = ch.pseudo_linearity_fig5(S, page.gen)
 plots.show(ch.figure5(fig5), "philipp2018-fig5")
@@ -358,10 +358,10 @@ page.claims.table()
 page.claims.section("philipp2018-fig2", "Figure 2: networks as functions of one layer's weights")
 discs = ch.discs_figure2(S, page.gen, page.device)
 
-# %% mystnb={"figure": {"caption": "Figure 2 A\u2013F of the paper: A the input image, B the colour of each output direction, C\u2013F the output as a function of the first layer's weights for ReLU, layer-ReLU, batch-ReLU and tanh networks, each titled with its roughness and its network's GSC. At {glue:text}`scale` scale.", "name": "fig-philipp2018-fig2-a"}} image={"alt": "Six panels: a cat image, a smooth colour wheel, smooth discs of a few large colour regions for ReLU, layer-ReLU and tanh, and a disc of random coloured speckles for batch-ReLU."}
+# %% mystnb={"figure": {"caption": "Figure 2 A\u2013F of the paper: A the input image, B the colour of each output direction, C\u2013F the output as a function of the first layer's weights for ReLU, layer-ReLU, batch-ReLU and tanh networks, each titled with its roughness and its network's GSC. At {glue:text}`scale` scale.", "name": "fig-philipp2018-fig2-a"}, "image": {"alt": "Six panels: a cat image, a smooth colour wheel, smooth discs of a few large colour regions for ReLU, layer-ReLU and tanh, and a disc of random coloured speckles for batch-ReLU."}}
 plots.show(ch.figure2_discs(discs, S, 1), "philipp2018-fig2-a")
 
-# %% mystnb={"figure": {"caption": "Figure 2 G\u2013K of the paper: the discs of layer-tanh, batch-tanh, SELU, looks-linear ReLU and the batch-ReLU ResNet. At {glue:text}`scale` scale.", "name": "fig-philipp2018-fig2-b"}} image={"alt": "Five discs: layer-tanh and batch-tanh speckled, SELU and looks-linear ReLU smooth, the ResNet smooth with fine structure."}
+# %% mystnb={"figure": {"caption": "Figure 2 G\u2013K of the paper: the discs of layer-tanh, batch-tanh, SELU, looks-linear ReLU and the batch-ReLU ResNet. At {glue:text}`scale` scale.", "name": "fig-philipp2018-fig2-b"}, "image": {"alt": "Five discs: layer-tanh and batch-tanh speckled, SELU and looks-linear ReLU smooth, the ResNet smooth with fine structure."}}
 plots.show(ch.figure2_discs(discs, S, 2), "philipp2018-fig2-b")
 
 # %% [markdown]
@@ -393,7 +393,7 @@ plots.show(ch.figure2_discs(discs, S, 2), "philipp2018-fig2-b")
 # {glue:text}`disc_f64_change`, and the float64 discs are as rough as the float32 ones (ratio
 # {glue:text}`disc_f64_ratio`, panel C): the confetti is the function itself.
 
-# %% mystnb={"figure": {"caption": "What the discs show, measured: A roughness against the number of pixels across the disc (mean over seeds) beside the slopes of confetti and of a smooth picture; B roughness against the GSC of each disc's own network and batch; C roughness of the same pixels computed in float64 against float32. At {glue:text}`scale` scale.", "name": "fig-philipp2018-fig2-roughness"}} image={"alt": "Panel A: some lines flat, others falling with resolution. Panel B: points rising from bottom left to top right. Panel C: points on the diagonal."}
+# %% mystnb={"figure": {"caption": "What the discs show, measured: A roughness against the number of pixels across the disc (mean over seeds) beside the slopes of confetti and of a smooth picture; B roughness against the GSC of each disc's own network and batch; C roughness of the same pixels computed in float64 against float32. At {glue:text}`scale` scale.", "name": "fig-philipp2018-fig2-roughness"}, "image": {"alt": "Panel A: some lines flat, others falling with resolution. Panel B: points rising from bottom left to top right. Panel C: points on the diagonal."}}
 plots.show(ch.figure2_roughness(discs, S), "philipp2018-fig2-roughness")
 
 # %%
@@ -434,10 +434,10 @@ page.claims.section("philipp2018-fig3", "Figure 3: training exploding architectu
 fig3 = ch.train_figure3(S, seed, page.device)
 ch.figure3_table(fig3)
 
-# %% mystnb={"figure": {"caption": "Figure 3 against depth, at the best learning rate of each architecture and depth (mean \u00b1 2 SE over seeds): A final training error, B effective depth (where the network left chance), C GSC(1, output) at initialization (open) and after training (filled). At {glue:text}`scale` scale.", "name": "fig-philipp2018-fig3-depth"}} image={"alt": "Panel A: error curves falling with depth, then rising again for the exploding architectures, most for batch-ReLU, which ends near chance; the ResNet and looks-linear ReLU stay low. Panel B: effective depth rising with depth below the diagonal. Panel C: GSC rising with depth for the exploding architectures."}
+# %% mystnb={"figure": {"caption": "Figure 3 against depth, at the best learning rate of each architecture and depth (mean \u00b1 2 SE over seeds): A final training error, B effective depth (where the network left chance), C GSC(1, output) at initialization (open) and after training (filled). At {glue:text}`scale` scale.", "name": "fig-philipp2018-fig3-depth"}, "image": {"alt": "Panel A: error curves falling with depth, then rising again for the exploding architectures, most for batch-ReLU, which ends near chance; the ResNet and looks-linear ReLU stay low. Panel B: effective depth rising with depth below the diagonal. Panel C: GSC rising with depth for the exploding architectures."}}
 plots.show(ch.figure3_depth(fig3), "philipp2018-fig3-depth")
 
-# %% mystnb={"figure": {"caption": "Figure 3 through training, networks of {glue:text}`f3_focus` linear layers: D effective depth at each checkpoint (the paper's panel D; mean \u00b1 2 SE over seeds), E share of the improvement over chance kept when the top layers are linearized, F the residual trick after training: each layer's change of function relative to its initial function. At {glue:text}`scale` scale.", "name": "fig-philipp2018-fig3-training"}} image={"alt": "Panel D: effective depth rising over training for looks-linear ReLU and the ResNet, flatter for the others. Panel E: falling curves, batch-ReLU's the steepest. Panel F: relative changes between about 0.1 and 0.8 per layer, largest at the first and last layers."}
+# %% mystnb={"figure": {"caption": "Figure 3 through training, networks of {glue:text}`f3_focus` linear layers: D effective depth at each checkpoint (the paper's panel D; mean \u00b1 2 SE over seeds), E share of the improvement over chance kept when the top layers are linearized, F the residual trick after training: each layer's change of function relative to its initial function. At {glue:text}`scale` scale.", "name": "fig-philipp2018-fig3-training"}, "image": {"alt": "Panel D: effective depth rising over training for looks-linear ReLU and the ResNet, flatter for the others. Panel E: falling curves, batch-ReLU's the steepest. Panel F: relative changes per layer, largest at the first and last layers."}}
 plots.show(ch.figure3_training(fig3, S.focus_depth), "philipp2018-fig3-training")
 
 # %% [markdown]

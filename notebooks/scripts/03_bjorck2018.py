@@ -86,7 +86,7 @@ first = ch.first_edition(S, data, page.device)
 variants = ch.measure_variants(S, data, page.device, init)
 ch.variants_table(variants)
 
-# %% mystnb={"figure": {"caption": "The initial loss (left) and the largest output-channel mean (right) of the unnormalized ResNet-110 at initialization, one dot per weight seed, for this chapter's network and five variants, beside the paper's divergence threshold and its output scale, at {glue:text}`scale` scale.", "name": "fig-bjorck2018-calibration"}, "image": {"alt": "Two dot plots with one row per network variant on a log axis; the chapter's network lies around 10\u00b2 with a spread of about a decade, the 0\u2013255 pixel scale and He initialization lie far to the right of the 10\u00b3 threshold line, and the first edition's network is a square near the upper end of the chapter's dots."}}
+# %% mystnb={"figure": {"caption": "The initial loss (left) and the largest output-channel mean (right) of the unnormalized ResNet-110 at initialization, one dot per weight seed, for this chapter's network and five variants, beside the paper's divergence threshold and its output scale, at {glue:text}`scale` scale.", "name": "fig-bjorck2018-calibration"}, "image": {"alt": "Two dot plots with one row per network variant on a log axis; the chapter's network lies below the threshold, spread over seeds, the 0\u2013255 pixel scale and He initialization lie far to the right of the 10\u00b3 threshold line, and the first edition's network is a square near the upper end of the chapter's dots."}}
 plots.show(ch.figure_calibration(variants, first), "bjorck2018-calibration")
 
 # %% [markdown]
@@ -142,7 +142,7 @@ page.claims.table()
 # %%
 window = ch.run_window(S, page.seed, page.device)      # a sweep: networks × rates × seeds
 
-# %% mystnb={"figure": {"caption": "The learning-rate window of ResNet-110 with BN, with BN only at the end and without BN: each run classified after its last mini-batch, one mark per seed, beside the largest rate the paper trains each network at, at {glue:text}`scale` scale.", "name": "fig-bjorck2018-window"}, "image": {"alt": "Three rows of marks against the learning rate on a log axis; the BN and final-BN rows are dots at every rate up to 0.1, the unnormalized row has dots up to about 10\u207b\u00b3 and red crosses at the larger rates; triangles mark the paper's rates 0.1, 0.03 and 10\u207b\u2074."}}
+# %% mystnb={"figure": {"caption": "The learning-rate window of ResNet-110 with BN, with BN only at the end and without BN: each run classified after its last mini-batch, one mark per seed, beside the largest rate the paper trains each network at, at {glue:text}`scale` scale.", "name": "fig-bjorck2018-window"}, "image": {"alt": "Three rows of marks against the learning rate on a log axis; the BN and final-BN rows are dots at every rate up to 0.1, the unnormalized row has dots at the small rates and red crosses at the larger ones; triangles mark the paper's rates 0.1, 0.03 and 10\u207b\u2074."}}
 plots.show(ch.figure_window(window), "bjorck2018-window")
 
 # %%
@@ -218,10 +218,10 @@ page.claims.table()
 # %%
 probe = ch.probe(window, S)
 
-# %% mystnb={"figure": {"caption": "The probe runs step by step: the loss of each mini-batch before its update and the spread of the logits across its images, one line per seed, for BN at 0.1 and the unnormalized network at the two probed rates, at {glue:text}`scale` scale.", "name": "fig-bjorck2018-fig3-probe"}, "image": {"alt": "Two panels of short lines over seven mini-batches on log axes; the unnormalized runs start two orders of magnitude above the BN runs and fall within one or two steps towards the ln 10 line, and their logit spread falls with them."}}
+# %% mystnb={"figure": {"caption": "The probe runs step by step: the loss of each mini-batch before its update and the spread of the logits across its images, one line per seed, for BN at 0.1 and the unnormalized network at the two probed rates, at {glue:text}`scale` scale.", "name": "fig-bjorck2018-fig3-probe"}, "image": {"alt": "Two panels of short lines over seven mini-batches on log axes; the unnormalized runs start far above the BN runs and fall within one or two steps towards the ln 10 line, and their logit spread falls with them."}}
 plots.show(ch.figure3_trajectory(probe), "bjorck2018-fig3-probe")
 
-# %% mystnb={"figure": {"caption": "Figure 3: new loss over old loss against the step size at mini-batches 1, 4 and 7, one line per seed, for BN at 0.1 and the unnormalized network at the probed rates, at {glue:text}`scale` scale.", "name": "fig-bjorck2018-fig3"}, "image": {"alt": "Three panels of loss-ratio curves on log-log axes; the BN curves stay below 1 up to steps of about 10\u207b\u00b2, the unnormalized curves rise above 1 at far smaller steps and climb by many orders of magnitude."}}
+# %% mystnb={"figure": {"caption": "Figure 3: new loss over old loss against the step size at mini-batches 1, 4 and 7, one line per seed, for BN at 0.1 and the unnormalized network at the probed rates, at {glue:text}`scale` scale.", "name": "fig-bjorck2018-fig3"}, "image": {"alt": "Three panels of loss-ratio curves on log-log axes; the BN curves stay below 1 up to large steps, the unnormalized curves rise above 1 at far smaller steps and climb by many orders of magnitude."}}
 plots.show(ch.figure3(probe), "bjorck2018-fig3")
 
 # %% [markdown]
@@ -277,7 +277,7 @@ page.claims.table()
 # Channel means (absolute values) and standard deviations, each averaged over the channels, at layers
 # 6, 18, …, 102 and the output layer 110, median and range over seeds.
 
-# %% mystnb={"figure": {"caption": "Figure 5: the mean over channels of the absolute channel means and of the channel standard deviations against depth at initialization, with and without BN, median and range over seeds, at {glue:text}`scale` scale.", "name": "fig-bjorck2018-fig5"}, "image": {"alt": "Two panels; the unnormalized curves climb roughly linearly on the log axis by about three orders of magnitude, the BN curves stay near 1; a cross marks the paper's output scale of 10\u00b2 at layer 110."}}
+# %% mystnb={"figure": {"caption": "Figure 5: the mean over channels of the absolute channel means and of the channel standard deviations against depth at initialization, with and without BN, median and range over seeds, at {glue:text}`scale` scale.", "name": "fig-bjorck2018-fig5"}, "image": {"alt": "Two panels; the unnormalized curves climb roughly linearly on the log axis by orders of magnitude, the BN curves stay near 1; a cross marks the paper's output scale of 10\u00b2 at layer 110."}}
 plots.show(ch.figure5(init), "bjorck2018-fig5")
 
 # %% [markdown]

@@ -162,7 +162,7 @@ plots.show(ch.figure1b(fig1b), "paik2023-fig1b")
 # below the paper's "∼ 1.21"; the strongly exploding activations sit a few percent below their
 # prediction. The first edition of this chapter blamed zero padding at the borders of small feature
 # maps; the same network with its long stage on {glue:text}`map_list` maps gives
-# {glue:text}`map_first`, {glue:text}`map_mid` and {glue:text}`map_last`, so the claims table below tests that explanation too.
+# {glue:text}`map_values`, so the claims table below tests that explanation too.
 # SiLU goes the other way: it exceeds its prediction by {glue:text}`fig1b_silu_excess`%, within its
 # tolerance of {glue:text}`fig1b_silu_tol`% only because BN–SiLU MLPs of the same depth stray as far.
 #

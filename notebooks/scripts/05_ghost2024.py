@@ -154,17 +154,16 @@ depth.table().round(3)
 plots.show(ch.figure_depth(depth), "ghost-depth")
 
 # %% [markdown]
-# The plain network grows by {glue:text}`depth_plain_first`, then {glue:text}`depth_plain_mid` and
-# {glue:text}`depth_plain_last` at {glue:text}`depth_list` layers: exponential, at α per layer. He's ResNet
-# grows by {glue:text}`depth_resnet_first`, {glue:text}`depth_resnet_mid` and {glue:text}`depth_resnet_last`,
+# At {glue:text}`depth_list` layers the plain network grows by {glue:text}`depth_plain_values`:
+# exponential, at α per layer. He's ResNet grows by {glue:text}`depth_resnet_values`,
 # roughly in proportion to depth: it does still explode in the sense of Appendix B.2 (its stream's
 # variance grows by one unit per block, and the gradient with it), but not exponentially. With
-# γ = $1/\sqrt L$ the growth stays at {glue:text}`depth_sqrt_first` to {glue:text}`depth_sqrt_last`, and
+# γ = $1/\sqrt L$ the growth stays at {glue:text}`depth_sqrt_values`, and
 # with γ = 0 the backward signal does not grow at all (it is {glue:text}`depth_zero_last`, the first
 # block's ReLU halving a Gaussian input's gradient variance). The earlier edition of this chapter
 # asked whether ResNet20's growth was "orders of magnitude" below PlainNet20's; that wording was ours,
-# not the paper's, and at {glue:text}`depth_first` layers no network can be a hundredfold below a plain network that itself
-# grows only {glue:text}`depth_plain_first`-fold. The depth sweep replaces it.
+# not the paper's, and at {glue:text}`depth_first` layers no network can be a hundredfold below a
+# plain network that itself grows only {glue:text}`depth_plain_first`-fold. The depth sweep replaces it.
 
 # %%
 page.claims.table()

@@ -41,10 +41,10 @@
 # {glue:text}`estimate_smoke`, book {glue:text}`estimate_book`.
 # :::
 #
-# **Small inputs.** To fit two CPU cores, the images are CIFAR-10's 32 × 32 (the ImageNet
-# networks, ResNet-50 and ConvNeXt-T, then end on 1 × 1 and 2 × 2 maps), the decoder reads 64 random
-# tokens, and the controlled stack sees 16 × 16 images; the `paper` scale feeds the ImageNet
-# networks 224 × 224 images, GPT-2's own width and 1024 tokens.
+# **Small inputs.** To fit two CPU cores, the images are CIFAR-10's (so the ImageNet
+# networks, ResNet-50 and ConvNeXt-T, end on 1 × 1 and 2 × 2 maps), the decoder reads short random
+# token sequences and the controlled stack sees small images (sizes per scale in the table below);
+# the `paper` scale feeds the ImageNet networks 224 × 224 images and GPT-2 its own width and length.
 
 # %% tags=["parameters"]
 scale = "book"
@@ -69,10 +69,10 @@ S
 #
 # ```python
 # import torch, gradprobe
-# from gradprobe.networks.imagenet_resnet import resnet50  # or torchvision's, or any nn.Module
+# from gradprobe.networks.imagenet_resnet import resnet50  # or any nn.Module
 # d = gradprobe.diagnose(resnet50(), torch.randn(32, 3, 224, 224))
-# print(d.verdict)                                 # the growth per layer and per residual branch
-# d.plot(); d.to_frame(); d.save("resnet50.json")  # the four lenses, per layer
+# print(d.verdict)     # growth per layer and per residual branch
+# d.plot(); d.to_frame(); d.save("resnet50.json")  # per layer
 # ```
 #
 # or, from a shell, `python -m gradprobe.diagnose gradprobe.networks.imagenet_resnet:resnet50
@@ -126,7 +126,7 @@ ch.lens_table(zoo)
 # predicts: {glue:text}`vit_layer` in the ViT against {glue:text}`vit_layer_pred`. Their growth is the
 # stream's, per branch.
 
-# %% mystnb={"figure": {"caption": "Growth of the gradient norm per effective depth (circles) and, inside the residual branches, per normalized layer (squares) beside the theory (plus signs), mean \u00b1 2 SE over seeds, for the seven architectures at initialization; the dashed line is Paik & Choi's 1.21 (their Figure 1), at {glue:text}`scale` scale.", "name": "fig-four_lenses-zoo-rates"}, "image": {"alt": "Horizontal dot chart: VGG-19 sits near 1.2 per layer, the three ResNets between about 1.05 and 1.4 per residual branch, the three LayerNorm networks at 1."}}
+# %% mystnb={"figure": {"caption": "Growth of the gradient norm per effective depth (circles) and, inside the residual branches, per normalized layer (squares) beside the theory (plus signs), mean \u00b1 2 SE over seeds, for the seven architectures at initialization; the dashed line is Paik & Choi's 1.21 (their Figure 1), at {glue:text}`scale` scale.", "name": "fig-four_lenses-zoo-rates"}, "image": {"alt": "Horizontal dot chart: VGG-19 above 1 per layer, the three ResNets above 1 per residual branch, the three LayerNorm networks at 1."}}
 plots.show(ch.figure_zoo_rates(zoo), "four_lenses-zoo-rates")
 
 # %% [markdown]

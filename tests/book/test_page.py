@@ -55,3 +55,15 @@ def test_numbers_a_scale_does_not_compute_are_glued_as_not_run(monkeypatch, tmp_
     page = Page("toy", "smoke", 0, "cpu")
     page.glue_not_run("depth_110", "resid_SELU")
     assert glued["depth_110"] == glued["resid_SELU"] == "(not run at smoke scale)"
+
+
+def test_a_list_of_numbers_is_glued_as_one_phrase(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    glued = {}
+    monkeypatch.setattr("gradprobe.book.page._glue", lambda name, value: glued.__setitem__(name, value))
+    page = Page("toy", "smoke", 0, "cpu")
+    assert page.glue_list("three", [1.2345, 2.5, 30], ".3g") == "1.23, 2.5 and 30"
+    assert page.glue_list("two", ["8×8", "16×16"]) == "8×8 and 16×16"
+    assert page.glue_list("one", [20]) == "20" and glued["one"] == "20"
+    with pytest.raises(ValueError, match="no values"):
+        page.glue_list("none", [])

@@ -43,6 +43,9 @@ class FakePage:
         self.glued[name] = format(value, fmt) if fmt else value
         return value
 
+    def glue_not_run(self, *names):
+        self.glued.update({name: "(not run)" for name in names})
+
 
 def labelled(ax) -> bool:
     return bool(ax.get_xlabel()) and bool(ax.get_ylabel()) and bool(ax.get_title())
@@ -491,6 +494,9 @@ def test_figure3_best_learning_rate_effective_depth_and_rows():
     kinds = {r.name: r.kind for r in page.claims.rows}
     assert kinds["exploding gradients limit effective depth (linearization measure)"] == RECONSTRUCTION
     assert float(page.glued["f3_err_deep_batch_ReLU"]) == pytest.approx(0.86, abs=0.005)
+    # architectures only larger scales train still have their prose numbers, marked as not run
+    assert page.glued["f3_eff_SELU"] == page.glued["f3_resid_layer_tanh"] == "(not run)"
+    assert "f3_eff_batch_ReLU" in page.glued and page.glued["f3_eff_batch_ReLU"] != "(not run)"
     # every architecture trains equally well at every depth: the depth-limit rows fail
     page = FakePage()
     ch.check_figure3(page, fake_figure3(lambda arch, depth, lr: 0.3), focus_depth=4)

@@ -68,6 +68,16 @@ class Page:
         _glue(name, format(value, fmt) if fmt else value)
         return value
 
+    def glue_list(self, name: str, values, fmt: str | None = None) -> str:
+        """Glue ``values`` as one phrase, "a, b and c" (each formatted with ``fmt``), for prose
+        that lists one number per size of a sweep whose sizes differ between scales."""
+        items = [format(v, fmt) if fmt else str(v) for v in values]
+        if not items:
+            raise ValueError(f"glue_list({name!r}): no values")
+        text = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+        _glue(name, text)
+        return text
+
     def glue_not_run(self, *names: str) -> None:
         """Glue "not run at <scale> scale" under each name: for prose numbers of an experiment
         this scale leaves out (e.g. an architecture only the book scale trains), so the page

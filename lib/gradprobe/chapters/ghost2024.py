@@ -410,13 +410,13 @@ def check_depth(page, sweep_: DepthSweep) -> None:
                        for d in sweep_.depths}),
                source=f"{SOURCE}, App. B.2", quote="A zero-gamma initialization … also solve the problem",
                note="the first block's ReLU halves the variance of a Gaussian input's gradient: 1/√2")
-    # glued by role (shallowest, middle, deepest), so the prose has its numbers at every scale
+    # the depths differ between scales: the prose gets one phrase per network ("a, b and c")
     depths = sweep_.depths
-    for role, d in (("first", depths[0]), ("mid", depths[len(depths) // 2]), ("last", depths[-1])):
-        for key, name in (("plain", "plain"), ("resnet", "ResNet (γ = 1)"), ("sqrt", "ResNet, γ = 1/√L")):
-            page.glue(f"depth_{key}_{role}", float(np.mean(sweep_.weights[name, d])), ".3g")
-        page.glue(f"depth_zero_{role}", float(np.mean(sweep_.stream["ResNet, zero γ", d])), ".3f")
-    page.glue("depth_list", ", ".join(map(str, depths[:-1])) + f" and {depths[-1]}")
+    for key, name in (("plain", "plain"), ("resnet", "ResNet (γ = 1)"), ("sqrt", "ResNet, γ = 1/√L")):
+        page.glue_list(f"depth_{key}_values", [float(np.mean(sweep_.weights[name, d])) for d in depths], ".3g")
+    page.glue("depth_plain_first", float(np.mean(sweep_.weights["plain", depths[0]])), ".3g")
+    page.glue("depth_zero_last", float(np.mean(sweep_.stream["ResNet, zero γ", depths[-1]])), ".3f")
+    page.glue_list("depth_list", depths)
     page.glue("depth_first", depths[0], "d")
     page.glue("depth_deepest", deepest, "d")
 

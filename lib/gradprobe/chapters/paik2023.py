@@ -582,10 +582,9 @@ def check_figure1b(page, result: Figure1b) -> None:
     page.glue("fig1b_layers", result.layers)
     page.glue("fig1b_pairs", result.pairs)
     page.glue("fig1b_seeds", len(r["relu"]))
-    sizes = sorted(maps)  # glued by role (smallest, middle, largest map), so the prose has them at every scale
-    for role, m in (("first", sizes[0]), ("mid", sizes[len(sizes) // 2]), ("last", sizes[-1])):
-        page.glue(f"map_{role}", float(maps[m].mean()), ".3f")
-    page.glue("map_list", ", ".join(f"{m}×{m}" for m in sizes[:-1]) + f" and {sizes[-1]}×{sizes[-1]}")
+    sizes = sorted(maps)  # the sizes differ between scales: glued as phrases
+    page.glue_list("map_list", [f"{m}×{m}" for m in sizes])
+    page.glue_list("map_values", [float(maps[m].mean()) for m in sizes], ".3f")
 
 
 @dataclass
