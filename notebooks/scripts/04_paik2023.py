@@ -179,7 +179,7 @@ plots.show(ch.figure_depth_width(depth_width), "paik2023-depth-width")
 # At depth {glue:text}`dw_depth_lo` SiLU's excess falls from {glue:text}`dw_silu_lo_lo`% at width
 # {glue:text}`dw_width_lo` to {glue:text}`dw_silu_lo_hi`% at width {glue:text}`dw_width_hi`; at depth
 # {glue:text}`dw_depth_hi` it is {glue:text}`dw_silu_hi_lo`% and {glue:text}`dw_silu_hi_hi`%. ReLU
-# stays within 2% everywhere. r(φ) assumes each layer's pre-activations are standard Gaussian and
+# stays close to π/(π−1) everywhere (its row in the table below). r(φ) assumes each layer's pre-activations are standard Gaussian and
 # independent across the batch. Our reading, not tested here, is that in a deep BN network the batch's
 # samples become correlated layer after layer, and that for an activation whose mean and curvature
 # matter (SiLU, GELU) the per-layer rate drifts away from r(φ) as that correlation builds up. The

@@ -440,6 +440,7 @@ def figure_one_number(zoo: Zoo, arch: str = "VGG-19 (BN)") -> plt.Figure:
     ax.set(yscale="log", xlabel="layers from the last of the run, toward the input (n)",
            ylabel="measure / its value at the run's last layer",
            title=f"{arch}: one exponential through four lenses")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # layers are counted, not measured
     ax.legend(fontsize="small")
     fig.tight_layout()
     return fig
