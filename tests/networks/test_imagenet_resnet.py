@@ -4,8 +4,12 @@ import pytest
 import torch
 from torch import nn
 
-from gradprobe.networks.imagenet_resnet import (RESNET_LAYERS, imagenet_resnet, preact_resnet, resnet50,
-                                                resnet_parameter_count)
+from gradprobe.networks.imagenet_resnet import (RESNET_LAYERS, branch_scale_, imagenet_resnet, last_gamma_,
+                                                preact_resnet, resnet50, resnet_parameter_count)
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
 
 # torchvision's published parameter counts (its documentation's model table)
 TORCHVISION_COUNTS = {18: 11_689_512, 34: 21_797_672, 50: 25_557_032, 101: 44_549_160, 152: 60_192_808}
@@ -58,3 +62,16 @@ def test_preact_blocks_keep_an_identity_stream():
     assert isinstance(model.layer2[0].downsample, nn.Conv2d) and model.bn.num_features == 2048
     with pytest.raises(ValueError, match="depth must be one of"):
         preact_resnet(20)
+
+
+def test_last_gamma_and_branch_scale_change_only_the_last_layer_of_each_branch():
+    net = last_gamma_(imagenet_resnet(18, num_classes=10, generator=gen(0)), 0.0)
+    assert all(float(b.bn2.weight.detach().abs().max()) == 0 for stage in (net.layer1, net.layer2) for b in stage)
+    assert all(float(b.bn1.weight.detach().min()) == 1 for b in net.layer1)
+    x = torch.relu(torch.randn(2, 64, 8, 8, generator=gen(1)))
+    block = net.layer1[0].train()
+    assert torch.allclose(block(x), torch.relu(x))                        # γ = 0: the block is relu(x + 0)
+    plain, scaled = (preact_resnet(18, num_classes=10, generator=gen(2)) for _ in range(2))
+    branch_scale_(scaled, 0.25)
+    assert torch.equal(scaled.layer1[0].conv2.weight, plain.layer1[0].conv2.weight * 0.25)
+    assert torch.equal(scaled.layer1[0].conv1.weight, plain.layer1[0].conv1.weight)

@@ -43,8 +43,8 @@ from ..diagnose import Diagnosis, diagnose
 from ..measure.rates import fit_rate
 from ..networks.convnext import convnext
 from ..networks.gpt import gpt
-from ..networks.imagenet_resnet import (RESNET_LAYERS, BasicBlock, Bottleneck, PreActBasicBlock,
-                                       PreActBottleneck, imagenet_resnet, preact_resnet)
+from ..networks.imagenet_resnet import (RESNET_LAYERS, branch_scale_, imagenet_resnet, last_gamma_,
+                                       preact_resnet)
 from ..networks.layers import activation_module, init_weights_
 from ..networks.resnet import cifar_resnet
 from ..networks.vgg import norm_layer, vgg
@@ -55,7 +55,7 @@ __all__ = ["ZOO", "LN_ARCHS", "BN_ARCHS", "RESIDUAL_ARCHS", "settings", "cost", 
            "zoo_trial", "Zoo", "diagnose_zoo", "lens_table", "one_number_table", "figure_zoo_rates",
            "figure_zoo_profiles", "figure_one_number", "figure_diagnosis", "check_zoo",
            "stack", "DESIGNS", "design_trial", "diagnose_designs", "design_table", "figure_designs",
-           "check_designs", "last_gamma_", "branch_scale_", "branches", "residual_trial", "diagnose_residual", "residual_table",
+           "check_designs", "branches", "residual_trial", "diagnose_residual", "residual_table",
            "figure_residual", "check_residual", "machinery_checks", "glue_settings", "glue_zoo", "glue_designs",
            "glue_residual", "NO_EXPLOSION", "SCALES", "FIXED_COST"]
 
@@ -660,33 +660,6 @@ def check_designs(claims: Claims, designs: dict) -> None:
 
 
 # --------------------------------------------------------------------------- residual branches: γ and 1/√L
-
-def last_gamma_(model: nn.Module, value: float) -> nn.Module:
-    """Set γ of the last BatchNorm of every residual branch of a torchvision-layout ResNet
-    (``bn3`` of a bottleneck, ``bn2`` of a basic block) to ``value``, in place: 0 is Goyal et al.'s
-    zero-γ."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, Bottleneck):
-                m.bn3.weight.fill_(value)
-            elif isinstance(m, BasicBlock):
-                m.bn2.weight.fill_(value)
-    return model
-
-
-def branch_scale_(model: nn.Module, value: float) -> nn.Module:
-    """Multiply the last convolution of every branch of a pre-activation ResNet (``conv3`` of a
-    bottleneck, ``conv2`` of a basic block) by ``value``, in place: each block becomes
-    y = x + value·F(x), the form of the ghost paper's Proposition B.17 (value = 1/√L: Balduzzi et
-    al.'s scaling)."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, PreActBottleneck):
-                m.conv3.weight.mul_(value)
-            elif isinstance(m, PreActBasicBlock):
-                m.conv2.weight.mul_(value)
-    return model
-
 
 def branches(depth: int) -> int:
     """L, the residual branches (blocks) of torchvision's ResNet-``depth``."""

@@ -32,7 +32,8 @@ from torch import nn
 from ..checks import is_int, positive_int
 
 __all__ = ["RESNET_LAYERS", "BasicBlock", "Bottleneck", "ResNet", "imagenet_resnet", "resnet50", "PreActBasicBlock",
-           "PreActBottleneck", "PreActResNet", "preact_resnet", "resnet_parameter_count"]
+           "PreActBottleneck", "PreActResNet", "preact_resnet", "resnet_parameter_count", "last_gamma_",
+           "branch_scale_"]
 
 # depth -> (block, blocks per stage), torchvision's table
 RESNET_LAYERS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3)),
@@ -158,13 +159,19 @@ def imagenet_resnet(depth: int = 50, num_classes: int = 1000, zero_init_residual
     kind, layers = RESNET_LAYERS[depth]
     model = ResNet(BasicBlock if kind == "basic" else Bottleneck, layers, num_classes)
     _init_like_torchvision_(model, generator)
+    return last_gamma_(model, 0.0) if zero_init_residual else model
+
+
+def last_gamma_(model: nn.Module, value: float) -> nn.Module:
+    """Set γ of the last BatchNorm of every residual branch (``bn3`` of a bottleneck, ``bn2`` of a
+    basic block) to ``value``, in place, and return the model: 0 is Goyal et al.'s zero-γ
+    (torchvision's ``zero_init_residual``)."""
     with torch.no_grad():
-        if zero_init_residual:
-            for m in model.modules():
-                if isinstance(m, Bottleneck):
-                    nn.init.zeros_(m.bn3.weight)
-                elif isinstance(m, BasicBlock):
-                    nn.init.zeros_(m.bn2.weight)
+        for m in model.modules():
+            if isinstance(m, Bottleneck):
+                m.bn3.weight.fill_(value)
+            elif isinstance(m, BasicBlock):
+                m.bn2.weight.fill_(value)
     return model
 
 
@@ -257,6 +264,20 @@ def preact_resnet(depth: int = 50, num_classes: int = 1000, generator: torch.Gen
     kind, layers = RESNET_LAYERS[depth]
     model = PreActResNet(PreActBasicBlock if kind == "basic" else PreActBottleneck, layers, num_classes)
     _init_like_torchvision_(model, generator)
+    return model
+
+
+def branch_scale_(model: nn.Module, value: float) -> nn.Module:
+    """Multiply the last convolution of every branch of a pre-activation ResNet (``conv3`` of a
+    bottleneck, ``conv2`` of a basic block) by ``value``, in place, and return the model: each block
+    becomes y = x + value·F(x) (value = 1/√L: Balduzzi et al.'s scaling, the ghost paper's
+    Proposition B.17)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, PreActBottleneck):
+                m.conv3.weight.mul_(value)
+            elif isinstance(m, PreActBasicBlock):
+                m.conv2.weight.mul_(value)
     return model
 
 
